@@ -1,0 +1,11 @@
+"""Aggregators reduce a Jacobian matrix to an update vector; weightings give them their weights."""
+
+from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from ._weighting_bases import Weighting
+
+__all__ = [
+    "Aggregator",
+    "GramianWeightedAggregator",
+    "WeightedAggregator",
+    "Weighting",
+]

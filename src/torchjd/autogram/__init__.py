@@ -1,0 +1,3 @@
+"""autogram"""
+
+__all__: list[str] = []

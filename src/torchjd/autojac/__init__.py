@@ -1,0 +1,3 @@
+"""Jacobians by backpropagation: jac, backward, mtl_backward and jac_to_grad."""
+
+__all__: list[str] = []

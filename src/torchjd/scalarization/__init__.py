@@ -1,0 +1,3 @@
+"""scalarization"""
+
+__all__: list[str] = []
