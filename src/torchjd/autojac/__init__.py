@@ -1,3 +1,8 @@
 """Jacobians by backpropagation: jac, backward, mtl_backward and jac_to_grad."""
 
-__all__: list[str] = []
+from ._backward import backward
+from ._jac import jac
+from ._mtl_backward import mtl_backward
+from ._transform import VmapFallbackWarning
+
+__all__ = ["VmapFallbackWarning", "backward", "jac", "mtl_backward"]

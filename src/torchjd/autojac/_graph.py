@@ -1,0 +1,55 @@
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+
+from torch import Tensor
+from torch.autograd.graph import Node
+
+# Backward nodes that torch.vmap cannot run, with the cause to report when one is found.
+_VMAP_INCOMPATIBLE_NODES = {
+    "CompiledFunctionBackward": "the graph contains the output of a torch.compile'd function",
+    "CudnnRnnBackward0": "the graph contains an RNN run by cuDNN",
+    "MiopenRnnBackward0": "the graph contains an RNN run by MIOpen",
+}
+
+
+def _walk(roots: Iterable[Node | None], excluded: Iterable[Node | None] = ()) -> Iterator[Node]:
+    """Yields each node reachable from ``roots`` once, breadth-first, without entering ``excluded``."""
+
+    seen = {node for node in excluded if node is not None}
+    queue = deque(node for node in roots if node is not None)
+    while queue:
+        node = queue.popleft()
+        if node in seen:
+            continue
+        seen.add(node)
+        yield node
+        queue.extend(child for child, _ in node.next_functions if child is not None)
+
+
+def get_leaves(roots: Sequence[Tensor], excluded: Sequence[Tensor] = ()) -> list[Tensor]:
+    """
+    Returns the leaf tensors that require grad and that ``roots`` were computed from, in
+    breadth-first order from the roots, without going through ``excluded``. A root that is itself
+    such a leaf is included.
+    """
+
+    leaves: dict[Tensor, None] = {}  # An ordered set, compared by identity.
+    excluded_set = set(excluded)
+    for root in roots:
+        if root.grad_fn is None and root.requires_grad and root not in excluded_set:
+            leaves[root] = None
+    for node in _walk([r.grad_fn for r in roots], [e.grad_fn for e in excluded]):
+        variable = getattr(node, "variable", None)  # Only AccumulateGrad nodes have one.
+        if isinstance(variable, Tensor) and variable not in excluded_set:
+            leaves[variable] = None
+    return list(leaves)
+
+
+def find_vmap_incompatibility(roots: Sequence[Tensor]) -> str | None:
+    """Returns why ``torch.vmap`` cannot backpropagate through the graph of ``roots``, if known."""
+
+    for node in _walk([r.grad_fn for r in roots]):
+        cause = _VMAP_INCOMPATIBLE_NODES.get(type(node).__name__)
+        if cause is not None:
+            return cause
+    return None

@@ -1,0 +1,57 @@
+from collections.abc import Set
+
+from torch import Tensor
+
+from ._base import RequirementError, Transform, TensorDict
+
+
+def _check_accumulable(input: TensorDict, field: str, leading_dims: int) -> None:
+    for key, value in input.items():
+        expected = tuple(value.shape[:leading_dims]) + tuple(key.shape)
+        if tuple(value.shape) != expected:
+            raise ValueError(
+                f"Cannot accumulate a value of shape {tuple(value.shape)} into the `.{field}` of a "
+                f"tensor of shape {tuple(key.shape)}."
+            )
+        existing = getattr(key, field, None)
+        if existing is not None and existing.shape != value.shape:
+            raise ValueError(
+                f"Cannot accumulate a value of shape {tuple(value.shape)} into an existing "
+                f"`.{field}` of shape {tuple(existing.shape)}."
+            )
+
+
+class AccumulateJac(Transform):
+    """
+    Adds Jacobians (value shape ``[m] + key.shape``) to the ``.jac`` field of their keys, creating
+    it where absent, and produces an empty dict. Every shape is checked before anything is written.
+    """
+
+    def __call__(self, input: TensorDict) -> TensorDict:
+        _check_accumulable(input, "jac", leading_dims=1)
+        for key, jacobian in input.items():
+            existing = getattr(key, "jac", None)
+            key.jac = jacobian if existing is None else existing + jacobian  # type: ignore[attr-defined]
+        return {}
+
+    def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
+        return set()
+
+
+class AccumulateGrad(Transform):
+    """
+    Adds gradients (value shape = key shape) to the ``.grad`` field of their keys, creating it where
+    absent, and produces an empty dict. Every shape is checked before anything is written.
+    """
+
+    def __call__(self, input: TensorDict) -> TensorDict:
+        _check_accumulable(input, "grad", leading_dims=0)
+        for key, gradient in input.items():
+            if key.grad is None:
+                key.grad = gradient
+            else:
+                key.grad = key.grad + gradient
+        return {}
+
+    def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
+        return set()

@@ -1,0 +1,44 @@
+from collections.abc import Sequence, Set
+
+import torch
+from torch import Tensor
+
+from ._base import RequirementError, Transform, TensorDict
+
+
+class Diagonalize(Transform):
+    """
+    Turns gradients into Jacobians with one row per scalar of the keys.
+
+    The keys are laid out one after the other in the given order: if ``g`` is the concatenation of
+    the flattened gradients, the output is the Jacobian of ``diag(g)``, i.e. row ``i`` is zero
+    everywhere except at scalar ``i``, where it holds ``g[i]``. With gradients of ones, this is the
+    identity, so that a following :class:`Jac` computes the ordinary Jacobian.
+
+    :param keys: The tensors to diagonalize, in the order that defines the rows.
+    """
+
+    def __init__(self, keys: Sequence[Tensor]):
+        self.keys = list(keys)
+
+    def __call__(self, input: TensorDict) -> TensorDict:
+        sizes = [key.numel() for key in self.keys]
+        m = sum(sizes)
+        output = {}
+        offset = 0
+        for key, size in zip(self.keys, sizes):
+            gradient = input[key]
+            jacobian = torch.zeros((m, size), dtype=gradient.dtype, device=gradient.device)
+            jacobian[offset : offset + size].diagonal().copy_(gradient.reshape(-1))
+            output[key] = jacobian.view((m,) + tuple(key.shape))
+            offset += size
+        return output
+
+    def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
+        keys = set(self.keys)
+        if keys != set(input_keys):
+            raise RequirementError(
+                f"{self} expects exactly the keys it diagonalizes: {len(keys)} keys, found "
+                f"{len(input_keys)} keys of which {len(keys & set(input_keys))} match."
+            )
+        return keys
