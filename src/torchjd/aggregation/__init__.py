@@ -1,11 +1,17 @@
 """Aggregators reduce a Jacobian matrix to an update vector; weightings give them their weights."""
 
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from ._mgda import MGDA, MGDAWeighting
+from ._random import Random, RandomWeighting
 from ._weighting_bases import Weighting
 
 __all__ = [
     "Aggregator",
     "GramianWeightedAggregator",
+    "MGDA",
+    "MGDAWeighting",
+    "Random",
+    "RandomWeighting",
     "WeightedAggregator",
     "Weighting",
 ]

@@ -1,0 +1,125 @@
+import itertools
+
+import torch
+from pytest import mark, raises
+
+from torchjd.aggregation import MGDA, MGDAWeighting
+
+
+def _min_norm_point_by_faces(matrix: torch.Tensor) -> torch.Tensor:
+    """Exact min-norm point of the convex hull of the rows: best over every face of the simplex."""
+    m = matrix.shape[0]
+    gramian = matrix @ matrix.T
+    best = None
+    for size in range(1, m + 1):
+        for face in itertools.combinations(range(m), size):
+            indices = list(face)
+            sub_gramian = gramian[indices][:, indices]
+            # KKT of min w^T G_S w s.t. sum(w) = 1: [[2 G_S, 1], [1^T, 0]] [w; mu] = [0; 1].
+            system = torch.zeros(size + 1, size + 1, dtype=matrix.dtype)
+            system[:size, :size] = 2 * sub_gramian
+            system[:size, size] = 1.0
+            system[size, :size] = 1.0
+            rhs = torch.zeros(size + 1, dtype=matrix.dtype)
+            rhs[size] = 1.0
+            solution = torch.linalg.lstsq(system, rhs.unsqueeze(1)).solution.squeeze(1)
+            weights = solution[:size]
+            if torch.any(weights < -1e-12) or not torch.isclose(weights.sum(), torch.ones(1, dtype=matrix.dtype)):
+                continue
+            point = weights @ matrix[indices]
+            if best is None or point.norm() < best.norm():
+                best = point
+    return best
+
+
+def _min_norm_point_by_grid(matrix: torch.Tensor) -> torch.Tensor:
+    t = torch.linspace(0.0, 1.0, 100_001, dtype=matrix.dtype).unsqueeze(1)
+    points = t * matrix[0] + (1 - t) * matrix[1]
+    return points[points.norm(dim=1).argmin()]
+
+
+@mark.parametrize("seed", range(5))
+def test_mgda_is_the_min_norm_point_for_two_rows(seed: int):
+    torch.manual_seed(seed)
+    matrix = torch.randn(2, 4, dtype=torch.float64)
+    result = MGDA()(matrix)
+    assert torch.allclose(result, _min_norm_point_by_grid(matrix), atol=1e-4)
+    assert torch.allclose(result, _min_norm_point_by_faces(matrix), atol=1e-10)
+
+
+@mark.parametrize("seed", range(6))
+@mark.parametrize("n", [2, 5])
+def test_mgda_is_the_min_norm_point_for_three_rows(seed: int, n: int):
+    torch.manual_seed(seed)
+    matrix = torch.randn(3, n, dtype=torch.float64)
+    result = MGDA(epsilon=1e-14, max_iters=2000)(matrix)
+    expected = _min_norm_point_by_faces(matrix)
+    assert result.norm() ** 2 <= expected.norm() ** 2 + 1e-6
+    assert torch.allclose(result, expected, atol=1e-6)
+
+
+def test_mgda_weights_lie_on_the_simplex():
+    torch.manual_seed(0)
+    matrix = torch.randn(6, 3)
+    weights = MGDAWeighting()(matrix @ matrix.T)
+    assert torch.all(weights >= 0)
+    assert torch.isclose(weights.sum(), torch.tensor(1.0))
+
+
+def test_mgda_does_not_conflict_when_nonzero():
+    torch.manual_seed(1)
+    matrix = torch.randn(4, 10, dtype=torch.float64)
+    result = MGDA(epsilon=1e-10, max_iters=10_000)(matrix)
+    assert torch.all(matrix @ result >= result.norm() ** 2 - 1e-6)
+
+
+def test_mgda_hand_computed_values():
+    # Orthogonal rows: w ∝ 1 / ||g_i||^2.
+    matrix = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    assert torch.allclose(MGDA()(matrix), torch.tensor([0.4, 0.8]))
+    # A row inside the hull closer to the origin than the others wins alone.
+    matrix = torch.tensor([[1.0, 1.0], [1.0, 0.0], [2.0, -1.0]])
+    assert torch.allclose(MGDA(epsilon=1e-9, max_iters=1000)(matrix), torch.tensor([1.0, 0.0]), atol=1e-8)
+
+
+def test_mgda_scaling_and_permutation():
+    torch.manual_seed(2)
+    matrix = torch.randn(3, 5, dtype=torch.float64)
+    aggregator = MGDA(epsilon=1e-14, max_iters=2000)
+    result = aggregator(matrix)
+    assert torch.allclose(aggregator(3.0 * matrix), 3.0 * result, atol=1e-6)
+    assert torch.allclose(aggregator(matrix[[2, 0, 1]]), result, atol=1e-8)
+
+
+@mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mgda_keeps_dtype_single_row_and_zero_matrix(dtype: torch.dtype):
+    row = torch.tensor([[3.0, -4.0]], dtype=dtype)
+    assert MGDA()(row).dtype == dtype
+    assert torch.equal(MGDA()(row), row[0])
+    weights = MGDAWeighting()(torch.zeros(3, 3, dtype=dtype))
+    assert torch.allclose(weights, torch.full((3,), 1 / 3, dtype=dtype))
+    assert torch.equal(MGDA()(torch.zeros(3, 2, dtype=dtype)), torch.zeros(2, dtype=dtype))
+
+
+def test_mgda_does_not_track_gradients_of_weights():
+    matrix = torch.randn(3, 4, requires_grad=True)
+    weights = MGDAWeighting()(matrix @ matrix.T)
+    assert not weights.requires_grad
+
+
+def test_mgda_repr_and_str():
+    assert repr(MGDA()) == "MGDA(epsilon=0.001, max_iters=100)"
+    assert str(MGDA()) == "MGDA"
+    assert repr(MGDAWeighting(epsilon=0.1, max_iters=5)) == "MGDAWeighting(epsilon=0.1, max_iters=5)"
+    assert str(MGDAWeighting()) == "MGDAWeighting"
+
+
+def test_mgda_rejects_invalid_parameters():
+    with raises(ValueError, match="epsilon"):
+        MGDA(epsilon=-1.0)
+    with raises(ValueError, match="max_iters"):
+        MGDA(max_iters=0)
+    with raises(TypeError, match="max_iters"):
+        MGDA(max_iters=2.5)
+    with raises(TypeError, match="epsilon"):
+        MGDA(epsilon="small")
