@@ -2,6 +2,7 @@
 
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
 from ._mgda import MGDA, MGDAWeighting
+from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
 from ._weighting_bases import Weighting
 
@@ -10,6 +11,8 @@ __all__ = [
     "GramianWeightedAggregator",
     "MGDA",
     "MGDAWeighting",
+    "PCGrad",
+    "PCGradWeighting",
     "Random",
     "RandomWeighting",
     "WeightedAggregator",
