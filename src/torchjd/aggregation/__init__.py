@@ -1,6 +1,10 @@
 """Aggregators reduce a Jacobian matrix to an update vector; weightings give them their weights."""
 
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from ._cr_mogm import CRMOGM, CRMOGMWeighting
+from ._fairgrad import FairGrad, FairGradWeighting
+from ._graddrop import GradDrop
+from ._gradvac import GradVac, GradVacWeighting
 from ._mgda import MGDA, MGDAWeighting
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
@@ -8,6 +12,13 @@ from ._weighting_bases import Weighting
 
 __all__ = [
     "Aggregator",
+    "CRMOGM",
+    "CRMOGMWeighting",
+    "FairGrad",
+    "FairGradWeighting",
+    "GradDrop",
+    "GradVac",
+    "GradVacWeighting",
     "GramianWeightedAggregator",
     "MGDA",
     "MGDAWeighting",
