@@ -1,3 +1,5 @@
-"""autogram"""
+"""Gramians of per-sample Jacobians, computed layer by layer without forming the Jacobian."""
 
-__all__: list[str] = []
+from ._engine import Engine
+
+__all__ = ["Engine"]

@@ -1,0 +1,329 @@
+import warnings
+from collections import deque
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge
+from torch.utils.hooks import RemovableHandle
+
+from ._tree import flatten_tensors
+from ._units import Call, Rows, Unit, make_unit, mixes_samples, record_call
+
+_METADATA_KEY = "torchjd.autogram"
+
+
+class Engine:
+    """
+    Computes the Gramian ``J @ J.T`` of the Jacobian of a tensor of objectives with respect to the
+    parameters of some modules, layer by layer, without ever forming ``J``.
+
+    The engine registers a forward hook on every parameterized module it covers. During the forward
+    pass, each hook remembers the module's inputs on the autograd graph of its outputs (the record
+    lives exactly as long as that graph). :meth:`compute_gramian` then backpropagates from the
+    objectives to the modules' outputs only, and combines, module by module, these output gradients
+    with the recorded inputs into the module's share of the Gramian.
+
+    - ``Linear``, ``Conv1d``/``Conv2d`` (zero padding), ``Embedding`` and ``LayerNorm`` use their
+      structure: for a linear layer, a sample's weight gradient is an outer product, so its share of
+      the Gramian is the elementwise product of the Gramian of the inputs and that of the output
+      gradients (summed over positions when there are sequence or spatial dimensions).
+    - Any other module that holds parameters (including those of its submodules, e.g.
+      ``MultiheadAttention``, ``LSTM``, custom modules) is replayed with :mod:`torch.func` on its
+      recorded inputs to get the rows of its parameters' Jacobian, one vector-Jacobian product per
+      sample, vectorized with ``vmap``. This is exact for any module that is a deterministic function
+      of its inputs and parameters; the engine checks that the replay reproduces the recorded
+      outputs and raises otherwise (e.g. dropout inside such a module).
+
+    With ``batch_dim`` set, the engine relies on objective ``i`` of the output depending only on
+    sample ``i`` of the batch (the usual case of per-sample losses): one backward pass per objective
+    of a sample gives the output gradients of all samples at once, so computing the Gramian of
+    ``B`` per-sample losses costs about one backward pass. Modules that couple samples (BatchNorm in
+    training mode, ``Embedding(scale_grad_by_freq=True)``) are refused. With ``batch_dim=None``, any
+    dependence between samples is allowed: the engine backpropagates all ``m`` rows of the identity
+    (vectorized), and each module's share is computed from its own rows, so the full ``J`` over all
+    parameters is never held; this costs about ``m`` backward passes.
+
+    The hooks only record while gradients are enabled and cost a few microseconds per module call;
+    :meth:`remove_hooks` removes them.
+
+    :param modules: The modules whose parameters (those with ``requires_grad=True`` when the
+        Gramian is computed, including those of submodules) define the Jacobian.
+    :param batch_dim: The dimension of the batch in the output given to :meth:`compute_gramian` and
+        in the inputs and outputs of the modules (recurrent and attention modules follow their own
+        ``batch_first`` instead), or ``None`` if the objectives may depend on several samples.
+
+    Example: one step of instance-wise risk minimization, weighting per-sample losses by a function
+    of their Gramian.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from torchjd.autogram import Engine
+    >>>
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    >>> engine = Engine(model, batch_dim=0)
+    >>> inputs, targets = torch.randn(8, 3), torch.randn(8)
+    >>> losses = (model(inputs).squeeze(1) - targets) ** 2  # one loss per sample, shape [8]
+    >>> gramian = engine.compute_gramian(losses)  # [8, 8], J @ J.T
+    >>> gramian.shape
+    torch.Size([8, 8])
+    >>> weights = torch.ones(8) / 8  # any weighting of the Gramian goes here
+    >>> losses.backward(weights)  # the graph is still there: a weighted backward pass
+    >>> model[0].weight.grad.shape
+    torch.Size([4, 3])
+    """
+
+    def __init__(self, *modules: nn.Module, batch_dim: int | None = 0) -> None:
+        if len(modules) == 0:
+            raise ValueError("Parameter `modules` should contain at least one module. Found none.")
+        for module in modules:
+            if not isinstance(module, nn.Module):
+                raise TypeError(
+                    "Parameter `modules` should contain only `torch.nn.Module`s. Found "
+                    f"`{type(module).__name__}`."
+                )
+        if batch_dim is not None and (not isinstance(batch_dim, int) or isinstance(batch_dim, bool)):
+            raise TypeError(
+                f"Parameter `batch_dim` should be an int or None. Found `{type(batch_dim).__name__}`."
+            )
+        if batch_dim is not None and batch_dim < 0:
+            raise ValueError(f"Parameter `batch_dim` should be non-negative or None. Found {batch_dim}.")
+
+        self.batch_dim = batch_dim
+        self._units: list[Unit] = []
+        self._covered: list[nn.Module] = []
+        seen_modules: set[int] = set()
+        for index, module in enumerate(modules):
+            prefix = type(module).__name__ if len(modules) == 1 else f"modules[{index}]"
+            self._collect_units(module, prefix, seen_modules)
+        if not self._units:
+            raise ValueError("Parameter `modules` should contain modules that hold parameters. Found none.")
+
+        owners: dict[int, Unit] = {}
+        for unit in self._units:
+            for param in unit.parameters():
+                if id(param) in owners:
+                    raise ValueError(
+                        f"A parameter is shared by modules {owners[id(param)].describe()} and "
+                        f"{unit.describe()}; autogram does not support parameters used by several "
+                        "modules (e.g. tied weights)."
+                    )
+                owners[id(param)] = unit
+
+        self._check_no_mixing()
+        self._key = f"{_METADATA_KEY}.{id(self)}"
+        self._recording = True
+        self._handles: list[RemovableHandle] = [
+            unit.module.register_forward_hook(self._make_hook(unit), with_kwargs=True)
+            for unit in self._units
+        ]
+
+    def _collect_units(self, module: nn.Module, name: str, seen: set[int]) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        self._covered.append(module)
+        if any(True for _ in module.parameters(recurse=False)):
+            # A module that holds parameters is one unit with all its submodules' parameters, since
+            # its forward may use them without calling the submodules (e.g. MultiheadAttention).
+            self._units.append(make_unit(module, name))
+            self._covered.extend(module.modules())
+            return
+        for child_name, child in module.named_children():
+            self._collect_units(child, f"{name}.{child_name}", seen)
+
+    def _check_no_mixing(self) -> None:
+        if self.batch_dim is None:
+            return
+        for module in self._covered:
+            for sub in module.modules():
+                if mixes_samples(sub):
+                    raise ValueError(
+                        f"Module {type(sub).__name__} couples the samples of a batch (batch "
+                        "statistics or frequency-scaled gradients), so per-sample objectives do not "
+                        "depend on their own sample only. Put it in eval mode, or create the "
+                        "`Engine` with `batch_dim=None`."
+                    )
+
+    def _make_hook(self, unit: Unit) -> Any:
+        key = self._key
+
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+            if not self._recording or not torch.is_grad_enabled():
+                return
+            tensors = flatten_tensors(output)
+            if not any(t.grad_fn is not None for t in tensors):
+                return
+            call = record_call(args, kwargs, output)
+            for index, tensor in enumerate(tensors):
+                node = tensor.grad_fn
+                if node is None:
+                    continue
+                node.metadata.setdefault(key, []).append((unit, call, index, tensor.output_nr))
+
+        return hook
+
+    def remove_hooks(self) -> None:
+        """Removes the engine's forward hooks; afterwards the engine can no longer compute Gramians."""
+
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def compute_gramian(self, output: Tensor) -> Tensor:
+        """
+        Returns the Gramian ``[m, m]`` of the Jacobian of ``output.flatten()`` (``m`` elements) with
+        respect to the engine's parameters.
+
+        Nothing is written to any ``.grad``. The graph of ``output`` is retained (as with
+        ``retain_graph=True``), so that ``output.backward(weights)`` can follow; that backward
+        pass frees it as usual, and so does dropping ``output``.
+
+        :param output: The objectives, computed with the engine's modules since the engine was
+            created. With ``batch_dim`` set, its ``batch_dim`` dimension is the batch (a scalar is
+            also accepted and treated as depending on every sample).
+        """
+
+        if not isinstance(output, Tensor):
+            raise TypeError(f"Parameter `output` should be a Tensor. Found `{type(output).__name__}`.")
+        if not self._handles:
+            raise RuntimeError("This engine's hooks were removed; create a new `Engine`.")
+        m = output.numel()
+        if m == 0:
+            raise ValueError("Parameter `output` should have at least one element. Found none.")
+        if output.grad_fn is None:
+            raise ValueError(
+                "Parameter `output` should be computed from the engine's modules with gradients "
+                "enabled. Found a tensor without `grad_fn`."
+            )
+        batch_dim = self.batch_dim
+        if batch_dim is not None and output.dim() > 0 and output.dim() <= batch_dim:
+            raise ValueError(
+                f"Parameter `output` should have a dimension {batch_dim} (`batch_dim`). Found shape "
+                f"{tuple(output.shape)}."
+            )
+        self._check_no_mixing()
+
+        batched = batch_dim is not None and output.dim() > 0
+        if batched:
+            assert batch_dim is not None
+            num_samples = output.shape[batch_dim]
+            rows = Rows(batched=True, num_samples=num_samples, rows_per_sample=m // num_samples)
+        else:
+            rows = Rows(batched=False, num_samples=1, rows_per_sample=m)
+
+        found = self._find_calls(output)
+        gramian = torch.zeros(m, m, dtype=output.dtype, device=output.device)
+        if not found:
+            return gramian
+
+        edges = [GradientEdge(node, output_nr) for node, _, _, _, output_nr in found]
+        grads = _backpropagate(output, edges, _grad_rows(output, rows, batch_dim))
+
+        calls_by_unit: dict[int, tuple[Unit, list[Call]]] = {}
+        for (_, unit, call, index, _), grad in zip(found, grads):
+            if not call.output_grads:
+                call.output_grads = [None] * len(call.outputs)
+            call.output_grads[index] = grad
+            unit_calls = calls_by_unit.setdefault(id(unit), (unit, []))[1]
+            if all(c is not call for c in unit_calls):
+                unit_calls.append(call)
+
+        self._recording = False
+        try:
+            # Inputs and output gradients are detached, so no graph is built here; gradients stay
+            # enabled because some modules replayed by torch.func pick other kernels without them.
+            for unit, calls in calls_by_unit.values():
+                calls = [c for c in calls if any(g is not None for g in c.output_grads)]
+                if not calls:
+                    continue
+                contribution = unit.gramian(calls, rows, batch_dim if batch_dim is not None else 0)
+                if contribution is not None:
+                    gramian += contribution.to(gramian.dtype)
+        finally:
+            self._recording = True
+            for _, calls in calls_by_unit.values():
+                for call in calls:
+                    call.output_grads = []
+
+        if batched and batch_dim != 0:
+            # Rows were computed sample-major; put them back in the order of output.flatten().
+            order = torch.arange(m, device=output.device).view(output.shape).movedim(batch_dim, 0)
+            inverse = torch.argsort(order.flatten())
+            gramian = gramian[inverse][:, inverse]
+        return gramian
+
+    def _find_calls(self, output: Tensor) -> list[tuple[Any, Unit, Call, int, int]]:
+        """The recorded calls on the graph of ``output``: (node, unit, call, output index, nr)."""
+
+        found = []
+        root = output.grad_fn
+        seen = {root}
+        queue = deque([root])
+        key = self._key
+        while queue:
+            node = queue.popleft()
+            entries = node.metadata.get(key)
+            if entries:
+                for unit, call, index, output_nr in entries:
+                    found.append((node, unit, call, index, output_nr))
+            for next_node, _ in node.next_functions:
+                if next_node is not None and next_node not in seen:
+                    seen.add(next_node)
+                    queue.append(next_node)
+        return found
+
+
+def _grad_rows(output: Tensor, rows: Rows, batch_dim: int | None) -> Tensor:
+    """The rows ``[r, *output.shape]`` to backpropagate (see ``Rows``)."""
+
+    k = rows.rows_per_sample
+    if not rows.batched:
+        return torch.eye(k, dtype=output.dtype, device=output.device).view(k, *output.shape)
+    assert batch_dim is not None
+    if k == 1:
+        return torch.ones_like(output).unsqueeze(0)
+    # Row j is 1 at objective j of every sample: samples do not interact, so one row serves all.
+    moved_shape = output.movedim(batch_dim, 0).shape
+    eye = torch.eye(k, dtype=output.dtype, device=output.device)
+    rows_tensor = eye.unsqueeze(1).expand(k, rows.num_samples, k).reshape(k, *moved_shape)
+    return rows_tensor.movedim(1, batch_dim + 1)
+
+
+_warned_fallback = False
+
+
+def _backpropagate(output: Tensor, edges: list[GradientEdge], grad_rows: Tensor) -> list[Tensor | None]:
+    """Gradients ``[r, *shape]`` of each row of ``grad_rows`` with respect to each edge."""
+
+    if grad_rows.shape[0] == 1:
+        grads = torch.autograd.grad(output, edges, grad_rows[0], retain_graph=True, allow_unused=True)
+        return [None if g is None else g.unsqueeze(0) for g in grads]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*performance drop.*")
+            grads = torch.autograd.grad(
+                output, edges, grad_rows, retain_graph=True, allow_unused=True, is_grads_batched=True
+            )
+        return list(grads)
+    except RuntimeError as error:
+        global _warned_fallback
+        if not _warned_fallback:
+            _warned_fallback = True
+            warnings.warn(
+                "autogram could not vectorize the backward pass over the rows with `torch.vmap` "
+                f"({error}); falling back to one backward pass per row.",
+                stacklevel=3,
+            )
+    per_row = [
+        torch.autograd.grad(output, edges, row, retain_graph=True, allow_unused=True)
+        for row in grad_rows
+    ]
+    result: list[Tensor | None] = []
+    for position in range(len(edges)):
+        if per_row[0][position] is None:
+            result.append(None)
+        else:
+            result.append(torch.stack([row_grads[position] for row_grads in per_row]))
+    return result

@@ -1,0 +1,565 @@
+"""
+The per-module pieces of the Gramian.
+
+Each parameterized module the engine covers is a *unit*. The parameters of a unit enter the
+network only through the unit's forward calls, so the rows of the Jacobian restricted to a unit's
+parameters are determined by each call's inputs and by the gradient of the objectives with respect
+to the call's outputs (the "output gradients"). A unit turns these into its contribution
+``J_unit @ J_unit.T`` to the Gramian; the engine sums the contributions of all units.
+
+Rows are organized as ``[num_samples, rows_per_sample]``. With a batch dimension, a row is a pair
+(sample ``b``, objective ``j`` of that sample), and the output gradient of row ``(b, j)`` is zero
+outside sample ``b``, so one backward pass per ``j`` gives the output gradients of all samples at
+once. Without a batch dimension, every row may touch every sample: the unit sees a single "sample"
+holding the whole batch, and ``rows_per_sample = m``.
+"""
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vjp, vmap
+
+from ._tree import flatten_tensors, map_tensors
+
+# The kernel path of `_outer_product_gramian` materializes intermediates of this many elements at
+# most; beyond that the per-row gradients are materialized instead (memory O(rows * params_unit)).
+_MAX_KERNEL_ELEMENTS = 2**26
+
+
+@dataclass
+class Rows:
+    """How the rows of the Gramian being computed relate to the samples."""
+
+    batched: bool
+    num_samples: int
+    rows_per_sample: int
+
+    @property
+    def count(self) -> int:
+        return self.num_samples * self.rows_per_sample
+
+
+@dataclass
+class Call:
+    """One recorded forward call of a unit: its detached inputs and outputs."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    inputs: list[Tensor]  # the distinct tensors of args and kwargs, detached
+    input_versions: list[int]
+    outputs: list[Tensor]  # the tensors of the output, detached
+    output_versions: list[int]
+    # Filled by the engine for one computation: gradient rows with respect to each output tensor,
+    # ``[rows_per_sample_or_m, *output.shape]``, or None where the objectives do not reach it.
+    output_grads: list[Tensor | None] = field(default_factory=list)
+
+    def rebuild(self, inputs: list[Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Returns ``(args, kwargs)`` with the recorded input tensors replaced by ``inputs``."""
+
+        replacement = {id(old): new for old, new in zip(self.inputs, inputs)}
+        args = map_tensors(self.args, lambda t: replacement[id(t)])
+        kwargs = map_tensors(self.kwargs, lambda t: replacement[id(t)])
+        return args, kwargs
+
+
+def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Call:
+    """Detaches what a forward call needs to be replayed, keeping the identity of repeated inputs."""
+
+    detached: dict[int, Tensor] = {}
+
+    def detach(t: Tensor) -> Tensor:
+        if id(t) not in detached:
+            detached[id(t)] = t.detach()
+        return detached[id(t)]
+
+    args = map_tensors(args, detach)
+    kwargs = map_tensors(kwargs, detach)
+    inputs = list(detached.values())
+    outputs = [t.detach() for t in flatten_tensors(output)]
+    return Call(
+        args=args,
+        kwargs=kwargs,
+        inputs=inputs,
+        input_versions=[t._version for t in inputs],
+        outputs=outputs,
+        output_versions=[t._version for t in outputs],
+    )
+
+
+def _per_sample(tensor: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
+    """``[num_samples, ...]`` view of a module input: the batch dimension first, or a new one."""
+
+    if not rows.batched:
+        return tensor.unsqueeze(0)
+    if tensor.dim() <= dim or tensor.shape[dim] != rows.num_samples:
+        raise ValueError(
+            f"Expected {what} to have the batch size {rows.num_samples} in dimension {dim} "
+            f"(`batch_dim`). Found shape {tuple(tensor.shape)}. Use `batch_dim=None` if the "
+            "samples of this module are not laid out along `batch_dim`."
+        )
+    return tensor.movedim(dim, 0)
+
+
+def _per_sample_grad(grad: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
+    """``[num_samples, rows_per_sample, ...]`` view of output-gradient rows ``[r, *shape]``."""
+
+    if not rows.batched:
+        return grad.unsqueeze(0)
+    if grad.dim() <= dim + 1 or grad.shape[dim + 1] != rows.num_samples:
+        raise ValueError(
+            f"Expected {what} to have the batch size {rows.num_samples} in dimension {dim} "
+            f"(`batch_dim`). Found shape {tuple(grad.shape[1:])}. Use `batch_dim=None` if the "
+            "samples of this module are not laid out along `batch_dim`."
+        )
+    return grad.movedim(dim + 1, 0)
+
+
+def _gramian_of_rows(per_row: Tensor) -> Tensor:
+    """Gramian of per-row gradients ``[num_samples, rows_per_sample, ...]`` as ``[r, r]``."""
+
+    flat = per_row.reshape(per_row.shape[0] * per_row.shape[1], -1)
+    return flat @ flat.T
+
+
+def _outer_product_gramian(a: Tensor, d: Tensor) -> Tensor:
+    """
+    Gramian of the rows ``g[b, j] = sum_s outer(d[b, j, s], a[b, s])``.
+
+    :param a: Inputs ``[num_samples, S, i]`` (S positions, e.g. tokens or convolution patches).
+    :param d: Output gradients ``[num_samples, rows_per_sample, S, o]``.
+    :returns: ``[num_samples * rows_per_sample, num_samples * rows_per_sample]``.
+    """
+
+    b, s, i = a.shape
+    k, o = d.shape[1], d.shape[3]
+    r = b * k
+    if s == 1:
+        # <outer(d, a), outer(d', a')> = <d, d'> <a, a'>: two small Gramians.
+        a_gramian = a[:, 0] @ a[:, 0].T  # [B, B]
+        d_flat = d.reshape(r, o)
+        d_gramian = (d_flat @ d_flat.T).view(b, k, b, k)
+        return (d_gramian * a_gramian[:, None, :, None]).reshape(r, r)
+
+    materialize_cost = r * s * o * i + r * r * o * i
+    kernel_cost = (b * s) ** 2 * i + (b * s) ** 2 * k * o + r * r * s * o
+    kernel_size = (b * s) ** 2 + b * s * b * k * o
+    if kernel_cost < materialize_cost and kernel_size <= _MAX_KERNEL_ELEMENTS:
+        a_flat = a.reshape(b * s, i)
+        a_gramian = (a_flat @ a_flat.T).view(b, s, b, s)  # [b, s, c, t]
+        # mixed[b, s, c, l, o] = sum_t a_gramian[b, s, c, t] d[c, l, t, o]
+        mixed = torch.einsum("bsct,clto->bsclo", a_gramian, d)
+        return torch.einsum("bkso,bsclo->bkcl", d, mixed).reshape(r, r)
+
+    per_row = torch.einsum("bkso,bsi->bkoi", d, a)
+    return _gramian_of_rows(per_row)
+
+
+class Unit(ABC):
+    """A module whose parameters the engine covers, and how to get its share of the Gramian."""
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    def describe(self) -> str:
+        return f"`{self.name}` ({type(self.module).__name__})" if self.name else type(self.module).__name__
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.module.parameters())
+
+    def check_versions(self, call: Call) -> None:
+        for tensor, version in zip(call.inputs, call.input_versions):
+            if tensor._version != version:
+                raise RuntimeError(
+                    f"An input of module {self.describe()} was modified in place after the forward "
+                    "pass; autogram needs the values the module saw."
+                )
+
+    @abstractmethod
+    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+        """Returns the contribution ``[r, r]`` of this unit, or None if it contributes nothing."""
+
+
+class LinearUnit(Unit):
+    """``nn.Linear``: a row's weight gradient is a sum over positions of outer products."""
+
+    module: nn.Linear
+
+    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+        weight, bias = self.module.weight, self.module.bias
+        inputs, grads = [], []
+        for call in calls:
+            self.check_versions(call)
+            grad = call.output_grads[0]
+            what = f"the input of module {self.describe()}"
+            x = _per_sample(call.inputs[0], batch_dim, rows, what)
+            d = _per_sample_grad(grad, batch_dim, rows, f"the output of module {self.describe()}")
+            inputs.append(x.reshape(rows.num_samples, -1, weight.shape[1]))
+            grads.append(d.reshape(rows.num_samples, rows.rows_per_sample, -1, weight.shape[0]))
+        return _linear_gramian(weight, bias, torch.cat(inputs, 1), torch.cat(grads, 2))
+
+
+def _linear_gramian(weight: Tensor, bias: Tensor | None, a: Tensor, d: Tensor) -> Tensor | None:
+    gramian = None
+    if weight.requires_grad:
+        gramian = _outer_product_gramian(a.to(d.dtype), d)
+    if bias is not None and bias.requires_grad:
+        bias_rows = d.sum(2).reshape(d.shape[0] * d.shape[1], -1)
+        bias_gramian = bias_rows @ bias_rows.T
+        gramian = bias_gramian if gramian is None else gramian + bias_gramian
+    return gramian
+
+
+class ConvUnit(Unit):
+    """``nn.Conv1d`` / ``nn.Conv2d`` with zero padding: a linear layer applied to every patch."""
+
+    module: nn.Conv1d | nn.Conv2d
+
+    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+        conv = self.module
+        spatial = conv.weight.dim() - 2
+        groups = conv.groups
+        c_in, c_out = conv.in_channels, conv.out_channels
+        b, k = rows.num_samples, rows.rows_per_sample
+        patches_list, grads_list = [], []
+        for call in calls:
+            self.check_versions(call)
+            x = _per_sample(call.inputs[0], batch_dim, rows, f"the input of module {self.describe()}")
+            d = _per_sample_grad(
+                call.output_grads[0], batch_dim, rows, f"the output of module {self.describe()}"
+            )
+            # Both 1d and 2d go through 2d unfolding, with a height of 1 for 1d.
+            x = x.reshape(-1, c_in, *x.shape[-spatial:])
+            if spatial == 1:
+                x = x.unsqueeze(2)
+            patches = F.unfold(
+                x,
+                kernel_size=_pair(conv.kernel_size, spatial),
+                dilation=_pair(conv.dilation, spatial),
+                padding=_pair_padding(conv.padding, spatial),
+                stride=_pair(conv.stride, spatial),
+            )  # [b * n, c_in * kernel, L]
+            patches = patches.transpose(1, 2).reshape(b, -1, groups, patches.shape[1] // groups)
+            positions = patches.shape[1]
+            d = d.reshape(b, k, -1, c_out, math.prod(d.shape[-spatial:]))  # [b, k, n, c_out, L]
+            d = d.transpose(3, 4).reshape(b, k, positions, groups, c_out // groups)
+            patches_list.append(patches)
+            grads_list.append(d)
+        a, d = torch.cat(patches_list, 1).to(grads_list[0].dtype), torch.cat(grads_list, 2)
+
+        gramian = None
+        if conv.weight.requires_grad:
+            for g in range(groups):
+                contribution = _outer_product_gramian(a[:, :, g], d[:, :, :, g])
+                gramian = contribution if gramian is None else gramian + contribution
+        if conv.bias is not None and conv.bias.requires_grad:
+            bias_rows = d.sum(2).reshape(b * k, -1)
+            bias_gramian = bias_rows @ bias_rows.T
+            gramian = bias_gramian if gramian is None else gramian + bias_gramian
+        return gramian
+
+
+def _pair(value: Any, spatial: int) -> tuple[int, int]:
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,) * spatial
+    return (1, value[0]) if spatial == 1 and len(value) == 1 else tuple(value)  # type: ignore
+
+
+def _pair_padding(value: Any, spatial: int) -> tuple[int, int]:
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,) * spatial
+    return (0, value[0]) if spatial == 1 else tuple(value)  # type: ignore
+
+
+class EmbeddingUnit(Unit):
+    """``nn.Embedding``: a row's gradient is a sum of output gradients scattered to its indices."""
+
+    module: nn.Embedding
+
+    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+        embedding = self.module
+        if not embedding.weight.requires_grad:
+            return None
+        b, k = rows.num_samples, rows.rows_per_sample
+        indices_list, grads_list = [], []
+        for call in calls:
+            self.check_versions(call)
+            what = f"the input of module {self.describe()}"
+            indices = _per_sample(call.inputs[0], batch_dim, rows, what).reshape(b, -1)
+            d = _per_sample_grad(
+                call.output_grads[0], batch_dim, rows, f"the output of module {self.describe()}"
+            ).reshape(b, k, -1, embedding.embedding_dim)
+            if embedding.padding_idx is not None:
+                d = d * (indices != embedding.padding_idx)[:, None, :, None].to(d.dtype)
+            indices_list.append(indices)
+            grads_list.append(d)
+        indices, d = torch.cat(indices_list, 1), torch.cat(grads_list, 2)
+        # An embedding lookup is a linear layer applied to one-hot vectors; only the rows of the
+        # table that the batch touches matter.
+        _, inverse = torch.unique(indices, return_inverse=True)
+        one_hot = F.one_hot(inverse, int(inverse.max()) + 1).to(d.dtype)
+        return _outer_product_gramian(one_hot, d)
+
+
+class LayerNormUnit(Unit):
+    """``nn.LayerNorm``: elementwise affine parameters on the normalized input."""
+
+    module: nn.LayerNorm
+
+    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+        norm = self.module
+        weight, bias = norm.weight, norm.bias
+        train_weight = weight is not None and weight.requires_grad
+        train_bias = bias is not None and bias.requires_grad
+        if not (train_weight or train_bias):
+            return None
+        b, k = rows.num_samples, rows.rows_per_sample
+        size = math.prod(norm.normalized_shape)
+        total = None
+        for call in calls:
+            self.check_versions(call)
+            x = call.inputs[0]
+            d = _per_sample_grad(
+                call.output_grads[0], batch_dim, rows, f"the output of module {self.describe()}"
+            ).reshape(b, k, -1, size)
+            parts = []
+            if train_weight:
+                normalized = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+                what = f"the input of module {self.describe()}"
+                normalized = _per_sample(normalized, batch_dim, rows, what).reshape(b, 1, -1, size)
+                parts.append((d * normalized.to(d.dtype)).sum(2))
+            if train_bias:
+                parts.append(d.sum(2))
+            per_row = torch.cat(parts, 2)
+            total = per_row if total is None else total + per_row
+        assert total is not None
+        return _gramian_of_rows(total)
+
+
+class GenericUnit(Unit):
+    """
+    Any other module: replays each call with ``torch.func`` to get the rows of its parameters'
+    Jacobian (one vector-Jacobian product per sample, vectorized with ``vmap``), then takes their
+    Gramian. Exact for any deterministic module; memory O(rows * parameters of the module).
+    """
+
+    def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
+        """Batch dimension of each input tensor, None for tensors shared by all samples."""
+
+        dims: list[int | None] = []
+        for tensor in call.inputs:
+            has_batch = tensor.dim() > batch_dim and tensor.shape[batch_dim] == rows.num_samples
+            dims.append(batch_dim if has_batch else None)
+        return dims
+
+    def output_dims(self, call: Call, batch_dim: int) -> list[int]:
+        return [batch_dim] * len(call.outputs)
+
+    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+        params = {
+            name: param.detach()
+            for name, param in self.module.named_parameters()
+            if param.requires_grad
+        }
+        if not params:
+            return None
+        total = None
+        for call in calls:
+            self.check_versions(call)
+            with warnings.catch_warnings():
+                # torch.func warns when an operator falls back to a loop (e.g. RNNs on CPU).
+                warnings.filterwarnings("ignore", message=".*performance drop.*")
+                try:
+                    per_row = self._per_row_gradients(call, params, rows, batch_dim)
+                except (RuntimeError, ValueError) as error:
+                    if isinstance(error, ValueError) and "autogram" in str(error):
+                        raise
+                    raise ValueError(
+                        f"autogram could not replay module {self.describe()} to compute the "
+                        f"Jacobian of its parameters ({type(error).__name__}: {error}). Modules "
+                        "that autogram handles generically must be deterministic functions of "
+                        "their inputs and parameters."
+                    ) from error
+            total = per_row if total is None else total + per_row
+        assert total is not None
+        return _gramian_of_rows(total)
+
+    def _per_row_gradients(
+        self, call: Call, params: dict[str, Tensor], rows: Rows, batch_dim: int
+    ) -> Tensor:
+        selected = [i for i, grad in enumerate(call.output_grads) if grad is not None]
+        out_dims = self.output_dims(call, batch_dim)
+        module = self.module
+
+        def replay(p: dict[str, Tensor], inputs: list[Tensor]) -> tuple[Tensor, ...]:
+            args, kwargs = call.rebuild(inputs)
+            leaves = flatten_tensors(functional_call(module, p, args, kwargs))
+            return tuple(leaves[i] for i in selected)
+
+        def flat_rows(grads: dict[str, Tensor], count: int) -> Tensor:
+            return torch.cat([g.reshape(count, -1) for g in grads.values()], 1)
+
+        if not rows.batched:
+            cotangents = tuple(call.output_grads[i] for i in selected)
+            outputs, vjp_fn = vjp(lambda p: replay(p, call.inputs), params)
+            (grads,) = vmap(vjp_fn)(cotangents)
+            self._check_replay(call, selected, list(outputs), None)
+            return flat_rows(grads, rows.count).unsqueeze(0)
+
+        in_dims = self.input_dims(call, rows, batch_dim)
+        cotangents = []
+        for i in selected:
+            what = f"output {i} of module {self.describe()}"
+            cotangents.append(_per_sample_grad(call.output_grads[i], out_dims[i], rows, what))
+        k = rows.rows_per_sample
+
+        def one_sample(inputs: list[Tensor], sample_cotangents: list[Tensor]) -> Any:
+            # Replay on a batch of one sample, so modules see the input layout they expect.
+            full = [x if d is None else x.unsqueeze(d) for x, d in zip(inputs, in_dims)]
+            outputs, vjp_fn = vjp(lambda p: replay(p, full), params)
+            expanded = tuple(c.unsqueeze(out_dims[i] + 1) for c, i in zip(sample_cotangents, selected))
+            (grads,) = vmap(vjp_fn)(expanded)
+            squeezed = [o.squeeze(out_dims[i]) for o, i in zip(outputs, selected)]
+            return flat_rows(grads, k), squeezed
+
+        try:
+            per_row, outputs = vmap(one_sample, in_dims=(in_dims, 0))(call.inputs, cotangents)
+        except RuntimeError:
+            # Some kernels have no batching rule that works (e.g. float64 LSTM on CPU): replay
+            # the samples one by one instead; same result, slower.
+            results = [
+                one_sample(
+                    [x if d is None else x.select(d, b) for x, d in zip(call.inputs, in_dims)],
+                    [c[b] for c in cotangents],
+                )
+                for b in range(rows.num_samples)
+            ]
+            per_row = torch.stack([r[0] for r in results])
+            outputs = [torch.stack([r[1][j] for r in results]) for j in range(len(selected))]
+        self._check_replay(call, selected, outputs, [out_dims[i] for i in selected])
+        return per_row
+
+    def _check_replay(
+        self, call: Call, selected: list[int], outputs: list[Tensor], dims: list[int] | None
+    ) -> None:
+        """Raises if replaying the module did not reproduce its recorded outputs."""
+
+        for position, i in enumerate(selected):
+            recorded = call.outputs[i]
+            if recorded._version != call.output_versions[i]:
+                continue  # modified in place later: nothing reliable to compare with
+            if dims is not None:
+                recorded = recorded.movedim(dims[position], 0)
+            replayed = outputs[position].to(recorded.dtype)
+            scale = recorded.abs().max() if recorded.numel() else recorded.new_zeros(())
+            tolerance = (1e-7 if recorded.dtype == torch.float64 else 1e-3) * (scale + 1e-12)
+            if replayed.shape != recorded.shape or (replayed - recorded).abs().max() > tolerance:
+                raise ValueError(
+                    f"autogram replayed module {self.describe()} on its recorded inputs and got "
+                    "different outputs. Its Jacobian can only be computed for a deterministic "
+                    "module whose samples are independent along `batch_dim` (no dropout inside it, "
+                    "no batch statistics); use `batch_dim=None` for dependence between samples."
+                )
+
+
+class RNNUnit(GenericUnit):
+    """``nn.RNN``/``nn.LSTM``/``nn.GRU``: the sequence's batch dimension follows ``batch_first``;
+    hidden states have it in dimension 1."""
+
+    module: nn.RNNBase
+
+    def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
+        first = id(call.args[0]) if call.args else None
+        sequence_dim = 0 if self.module.batch_first else 1
+        dims: list[int | None] = []
+        for tensor in call.inputs:
+            dims.append(sequence_dim if id(tensor) == first else 1)
+        for tensor, dim in zip(call.inputs, dims):
+            if dim is not None and (tensor.dim() <= dim or tensor.shape[dim] != rows.num_samples):
+                raise ValueError(
+                    f"Expected the inputs of module {self.describe()} to be batched with "
+                    f"{rows.num_samples} samples. Found shape {tuple(tensor.shape)}."
+                )
+        return dims
+
+    def output_dims(self, call: Call, batch_dim: int) -> list[int]:
+        sequence_dim = 0 if self.module.batch_first else 1
+        return [sequence_dim] + [1] * (len(call.outputs) - 1)
+
+
+class MultiheadAttentionUnit(GenericUnit):
+    """``nn.MultiheadAttention``: query, key and value have the batch dimension given by
+    ``batch_first``; the other inputs and outputs follow the usual rule."""
+
+    module: nn.MultiheadAttention
+
+    def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
+        def argument(position: int, name: str) -> Any:
+            if name in call.kwargs:
+                return call.kwargs[name]
+            return call.args[position] if len(call.args) > position else None
+
+        sequence_dim = 0 if self.module.batch_first else 1
+        known: dict[int, int | None] = {}
+        for position, name in enumerate(("query", "key", "value")):
+            tensor = argument(position, name)
+            if isinstance(tensor, Tensor):
+                known[id(tensor)] = sequence_dim
+        mask = argument(3, "key_padding_mask")
+        if isinstance(mask, Tensor):
+            known[id(mask)] = 0
+        attn_mask = argument(5, "attn_mask")
+        if isinstance(attn_mask, Tensor) and attn_mask.dim() == 3:
+            raise ValueError(
+                f"autogram cannot split the 3-dimensional `attn_mask` of module {self.describe()} "
+                "by sample; use a 2-dimensional mask or `batch_dim=None`."
+            )
+        return [known.get(id(tensor)) for tensor in call.inputs]
+
+    def output_dims(self, call: Call, batch_dim: int) -> list[int]:
+        return [0 if self.module.batch_first else 1] + [0] * (len(call.outputs) - 1)
+
+
+_BATCH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
+
+
+def mixes_samples(module: nn.Module) -> bool:
+    """Whether the module couples the samples of a batch in its current mode."""
+
+    if isinstance(module, _BATCH_STATISTICS):
+        return module.training or not module.track_running_stats
+    if isinstance(module, nn.Embedding) and module.scale_grad_by_freq:
+        return True
+    return False
+
+
+def make_unit(module: nn.Module, name: str) -> Unit:
+    """Picks the most specific unit for a module that directly holds parameters."""
+
+    kind = type(module)
+    if isinstance(module, nn.Linear) and kind.forward is nn.Linear.forward:
+        return LinearUnit(module, name)
+    if (
+        isinstance(module, (nn.Conv1d, nn.Conv2d))
+        and kind.forward in (nn.Conv1d.forward, nn.Conv2d.forward)
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+    ):
+        return ConvUnit(module, name)
+    if (
+        isinstance(module, nn.Embedding)
+        and kind.forward is nn.Embedding.forward
+        and not module.scale_grad_by_freq
+    ):
+        return EmbeddingUnit(module, name)
+    if isinstance(module, nn.LayerNorm) and kind.forward is nn.LayerNorm.forward:
+        return LayerNormUnit(module, name)
+    if isinstance(module, nn.RNNBase):
+        return RNNUnit(module, name)
+    if isinstance(module, nn.MultiheadAttention):
+        return MultiheadAttentionUnit(module, name)
+    return GenericUnit(module, name)
