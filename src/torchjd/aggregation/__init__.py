@@ -5,6 +5,7 @@ from ._cr_mogm import CRMOGM, CRMOGMWeighting
 from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
 from ._gradvac import GradVac, GradVacWeighting
+from ._imtl_g import IMTLG, IMTLGWeighting
 from ._mgda import MGDA, MGDAWeighting
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
@@ -20,6 +21,8 @@ __all__ = [
     "GradVac",
     "GradVacWeighting",
     "GramianWeightedAggregator",
+    "IMTLG",
+    "IMTLGWeighting",
     "MGDA",
     "MGDAWeighting",
     "PCGrad",
