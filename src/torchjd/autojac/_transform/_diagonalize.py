@@ -22,17 +22,11 @@ class Diagonalize(Transform):
         self.keys = list(keys)
 
     def __call__(self, input: TensorDict) -> TensorDict:
-        sizes = [key.numel() for key in self.keys]
-        m = sum(sizes)
-        output = {}
-        offset = 0
-        for key, size in zip(self.keys, sizes):
-            gradient = input[key]
-            jacobian = torch.zeros((m, size), dtype=gradient.dtype, device=gradient.device)
-            jacobian[offset : offset + size].diagonal().copy_(gradient.reshape(-1))
-            output[key] = jacobian.view((m,) + tuple(key.shape))
-            offset += size
-        return output
+        gradients = [input[key].reshape(-1) for key in self.keys]
+        diagonal = torch.diag(gradients[0] if len(gradients) == 1 else torch.cat(gradients))  # [m, m]
+        columns = diagonal.split([key.numel() for key in self.keys], dim=1)
+        m = diagonal.shape[0]
+        return {key: column.reshape((m,) + key.shape) for key, column in zip(self.keys, columns)}
 
     def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
         keys = set(self.keys)

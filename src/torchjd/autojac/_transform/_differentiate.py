@@ -104,11 +104,19 @@ def batched_vjp(
             try:
                 chunks.append(vjp(outputs, inputs, rows, retain, create_graph, is_grads_batched=True))
             except RuntimeError as error:
+                if _is_freed_graph_error(error):
+                    raise  # Not a limitation of torch.vmap: the row-by-row path would fail too.
                 _warn_fallback(f"{type(error).__name__}: {str(error).splitlines()[0]}")
                 chunk_size = 1
                 continue  # Redo the same rows, one by one.
         start = stop
+    if len(chunks) == 1:
+        return chunks[0]  # Avoids the copy that torch.cat would make.
     return [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(inputs))]
+
+
+def _is_freed_graph_error(error: RuntimeError) -> bool:
+    return "backward through the graph a second time" in str(error)
 
 
 def _one_row(

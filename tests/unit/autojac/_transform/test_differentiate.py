@@ -1,0 +1,73 @@
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from torchjd.autojac._transform import VmapFallbackWarning
+from torchjd.autojac._transform._differentiate import batched_vjp
+
+
+def _loop(outputs, inputs, rows):
+    per_row = [
+        torch.autograd.grad(outputs, inputs, [r[i] for r in rows], retain_graph=True)
+        for i in range(rows[0].shape[0])
+    ]
+    return [torch.stack(column) for column in zip(*per_row)]
+
+
+def test_compiled_graph_falls_back_to_rows_with_warning():
+    torch.manual_seed(0)
+    linear = nn.Linear(3, 2)
+    compiled = torch.compile(linear, backend="aot_eager")
+    x = torch.randn(4, 3)
+    rows = [torch.randn(3, 2)]
+    # The compiled node is deep in the graph: a failed vectorized pass would already have freed
+    # the nodes above it, so the incompatibility must be detected before differentiating.
+    y = compiled(x).tanh().sum(dim=0)
+    expected = _loop([y], [linear.weight, linear.bias], rows)
+    with pytest.warns(VmapFallbackWarning, match="torch.compile"):
+        result = batched_vjp([y], [linear.weight, linear.bias], rows, None, False, False)
+    for value, reference in zip(result, expected):
+        torch.testing.assert_close(value, reference)
+
+
+def test_chunk_size_one_does_not_warn_on_compiled_graph():
+    linear = nn.Linear(3, 2)
+    compiled = torch.compile(linear, backend="aot_eager")
+    y = compiled(torch.randn(4, 3)).sum(dim=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batched_vjp([y], [linear.weight], [torch.eye(2)], 1, False, False)
+
+
+def test_unknown_vmap_failure_falls_back_to_rows():
+    class NotVmappable(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x * 2
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, grad):
+            if grad.sum() > float("inf"):  # Data-dependent control flow cannot run under vmap.
+                raise AssertionError
+            return grad * 2
+
+    x = torch.randn(3, requires_grad=True)
+    y = NotVmappable.apply(x)
+    with pytest.warns(VmapFallbackWarning, match="parallel_chunk_size=1"):
+        (result,) = batched_vjp([y], [x], [torch.eye(3)], None, False, False)
+    torch.testing.assert_close(result, 2 * torch.eye(3))
+
+
+def test_warning_points_at_the_caller():
+    linear = nn.Linear(3, 2)
+    compiled = torch.compile(linear, backend="aot_eager")
+    y = compiled(torch.randn(4, 3)).sum(dim=0)
+    with pytest.warns(VmapFallbackWarning) as record:
+        batched_vjp([y], [linear.weight], [torch.eye(2)], None, False, False)
+    assert record[0].filename == __file__
