@@ -84,6 +84,8 @@ def batched_vjp(
         return [torch.zeros((0,) + tuple(i.shape), dtype=i.dtype, device=i.device) for i in inputs]
 
     chunk_size = m if chunk_size is None else chunk_size
+    # As in torch.autograd.grad: the graph of the result needs the original graph's buffers.
+    retain_graph = retain_graph or create_graph
     if chunk_size > 1:
         # Known incompatibilities are detected before anything runs: a failed vectorized pass may
         # already have freed part of the graph, which would make the fallback impossible.
