@@ -1,0 +1,94 @@
+"""Private helpers of the stateful aggregators: lazily sized buffers, simplex projection, checks."""
+
+from numbers import Real
+
+import torch
+from torch import Tensor, nn
+
+
+class LazyStateMixin(nn.Module):
+    """
+    Base of the modules whose buffers are only sized at their first call (``numel() == 0`` before).
+
+    Loading a state dict gives each buffer the shape and dtype of the loaded tensor (on the buffer's
+    device), so that the state of an instance that already ran loads into a fresh one.
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        for name, buffer in self._buffers.items():
+            key = prefix + name
+            if buffer is None or key not in state_dict:
+                continue
+            loaded = state_dict[key]
+            if loaded.shape != buffer.shape or loaded.dtype != buffer.dtype:
+                self._buffers[name] = torch.empty_like(loaded, device=buffer.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _empty_buffers(self, *names: str) -> None:
+        """Gives the named buffers back their initial, empty value (on their current device)."""
+        for name in names:
+            buffer = self._buffers[name]
+            device = buffer.device if buffer is not None else None
+            self._buffers[name] = torch.zeros(0, device=device)
+
+
+def check_state_size(state: Tensor, m: int, what: str) -> None:
+    """Raises if a non-empty ``state`` was built for another number of rows than ``m``."""
+    if state.numel() != 0 and state.shape[0] != m:
+        raise ValueError(
+            f"The state of this {what} was built for {state.shape[0]} objectives, but the input has "
+            f"{m}. Call `reset()` before changing the number of objectives."
+        )
+
+
+def project_onto_simplex(vectors: Tensor) -> Tensor:
+    """
+    Returns the Euclidean projection of each ``[..., m]`` vector onto the probability simplex.
+
+    Sort-based exact algorithm: the projection is ``max(v - θ, 0)`` where ``θ`` is chosen so that
+    the result sums to one.
+    """
+
+    m = vectors.shape[-1]
+    sorted_desc = torch.sort(vectors, dim=-1, descending=True).values
+    cumulative = sorted_desc.cumsum(dim=-1) - 1.0
+    ranks = torch.arange(1, m + 1, dtype=vectors.dtype, device=vectors.device)
+    is_support = sorted_desc - cumulative / ranks > 0
+    # The support is a prefix of the sorted vector: its size is the number of True entries.
+    support_size = is_support.sum(dim=-1, keepdim=True).clamp(min=1)
+    theta = cumulative.gather(-1, support_size - 1) / support_size.to(vectors.dtype)
+    return (vectors - theta).clamp(min=0.0)
+
+
+def check_real(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Checks that ``value`` is a real number in the given interval and returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"Parameter `{name}` should be a real number. Found `{type(value).__name__}`.")
+    value = float(value)
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high or value != value:
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        low_str = "-inf" if low is None else f"{low}"
+        high_str = "inf" if high is None else f"{high}"
+        raise ValueError(
+            f"Parameter `{name}` should be in {left}{low_str}, {high_str}{right}. Found `{value}`."
+        )
+    return value
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Checks that ``value`` is an integer ``>= 1`` and returns it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Parameter `{name}` should be an int. Found `{type(value).__name__}`.")
+    if value < 1:
+        raise ValueError(f"Parameter `{name}` should be at least 1. Found `{value}`.")
+    return value
