@@ -1,6 +1,7 @@
 """Aggregators reduce a Jacobian matrix to an update vector; weightings give them their weights."""
 
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from ._cagrad import CAGrad, CAGradWeighting
 from ._cr_mogm import CRMOGM, CRMOGMWeighting
 from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
@@ -13,6 +14,8 @@ from ._weighting_bases import Weighting
 
 __all__ = [
     "Aggregator",
+    "CAGrad",
+    "CAGradWeighting",
     "CRMOGM",
     "CRMOGMWeighting",
     "FairGrad",
