@@ -120,6 +120,12 @@ def _per_sample_grad(grad: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
     return grad.movedim(dim + 1, 0)
 
 
+def _cat(tensors: list[Tensor], dim: int) -> Tensor:
+    """Concatenates the positions of several calls of a module (no copy for a single call)."""
+
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim)
+
+
 def _gramian_of_rows(per_row: Tensor) -> Tensor:
     """Gramian of per-row gradients ``[num_samples, rows_per_sample, ...]`` as ``[r, r]``."""
 
@@ -127,35 +133,45 @@ def _gramian_of_rows(per_row: Tensor) -> Tensor:
     return flat @ flat.T
 
 
-def _outer_product_gramian(a: Tensor, d: Tensor) -> Tensor:
+def _outer_product_gramian(a: Tensor, d: Tensor, with_ones: bool = False) -> Tensor:
     """
     Gramian of the rows ``g[b, j] = sum_s outer(d[b, j, s], a[b, s])``.
 
     :param a: Inputs ``[num_samples, S, i]`` (S positions, e.g. tokens or convolution patches).
     :param d: Output gradients ``[num_samples, rows_per_sample, S, o]``.
+    :param with_ones: Whether to append a constant 1 to every input, which adds the rows of a bias.
     :returns: ``[num_samples * rows_per_sample, num_samples * rows_per_sample]``.
     """
 
     b, s, i = a.shape
     k, o = d.shape[1], d.shape[3]
     r = b * k
+    i_total = i + int(with_ones)
     if s == 1:
         # <outer(d, a), outer(d', a')> = <d, d'> <a, a'>: two small Gramians.
         a_gramian = a[:, 0] @ a[:, 0].T  # [B, B]
+        if with_ones:
+            a_gramian += 1.0
         d_flat = d.reshape(r, o)
-        d_gramian = (d_flat @ d_flat.T).view(b, k, b, k)
-        return (d_gramian * a_gramian[:, None, :, None]).reshape(r, r)
+        d_gramian = d_flat @ d_flat.T
+        if k == 1:
+            return d_gramian.mul_(a_gramian)
+        return d_gramian.view(b, k, b, k).mul_(a_gramian[:, None, :, None]).reshape(r, r)
 
-    materialize_cost = r * s * o * i + r * r * o * i
+    materialize_cost = r * s * o * i_total + r * r * o * i_total
     kernel_cost = (b * s) ** 2 * i + (b * s) ** 2 * k * o + r * r * s * o
     kernel_size = (b * s) ** 2 + b * s * b * k * o
     if kernel_cost < materialize_cost and kernel_size <= _MAX_KERNEL_ELEMENTS:
         a_flat = a.reshape(b * s, i)
         a_gramian = (a_flat @ a_flat.T).view(b, s, b, s)  # [b, s, c, t]
+        if with_ones:
+            a_gramian += 1.0
         # mixed[b, s, c, l, o] = sum_t a_gramian[b, s, c, t] d[c, l, t, o]
         mixed = torch.einsum("bsct,clto->bsclo", a_gramian, d)
         return torch.einsum("bkso,bsclo->bkcl", d, mixed).reshape(r, r)
 
+    if with_ones:
+        a = torch.cat([a, a.new_ones(b, s, 1)], 2)
     per_row = torch.einsum("bkso,bsi->bkoi", d, a)
     return _gramian_of_rows(per_row)
 
@@ -202,18 +218,18 @@ class LinearUnit(Unit):
             d = _per_sample_grad(grad, batch_dim, rows, f"the output of module {self.describe()}")
             inputs.append(x.reshape(rows.num_samples, -1, weight.shape[1]))
             grads.append(d.reshape(rows.num_samples, rows.rows_per_sample, -1, weight.shape[0]))
-        return _linear_gramian(weight, bias, torch.cat(inputs, 1), torch.cat(grads, 2))
+        train_bias = bias is not None and bias.requires_grad
+        return _linear_gramian(weight.requires_grad, train_bias, _cat(inputs, 1), _cat(grads, 2))
 
 
-def _linear_gramian(weight: Tensor, bias: Tensor | None, a: Tensor, d: Tensor) -> Tensor | None:
-    gramian = None
-    if weight.requires_grad:
-        gramian = _outer_product_gramian(a.to(d.dtype), d)
-    if bias is not None and bias.requires_grad:
-        bias_rows = d.sum(2).reshape(d.shape[0] * d.shape[1], -1)
-        bias_gramian = bias_rows @ bias_rows.T
-        gramian = bias_gramian if gramian is None else gramian + bias_gramian
-    return gramian
+def _linear_gramian(train_weight: bool, train_bias: bool, a: Tensor, d: Tensor) -> Tensor | None:
+    """Gramian of the rows of a linear map's weight ``[o, i]`` and bias ``[o]``, if trainable."""
+
+    if not train_weight:
+        if not train_bias:
+            return None
+        a = a[:, :, :0]  # only the constant input of the bias remains
+    return _outer_product_gramian(a.to(d.dtype), d, with_ones=train_bias)
 
 
 class ConvUnit(Unit):
@@ -251,17 +267,17 @@ class ConvUnit(Unit):
             d = d.transpose(3, 4).reshape(b, k, positions, groups, c_out // groups)
             patches_list.append(patches)
             grads_list.append(d)
-        a, d = torch.cat(patches_list, 1).to(grads_list[0].dtype), torch.cat(grads_list, 2)
+        a, d = _cat(patches_list, 1).to(grads_list[0].dtype), _cat(grads_list, 2)
 
+        train_weight = conv.weight.requires_grad
+        train_bias = conv.bias is not None and conv.bias.requires_grad
         gramian = None
-        if conv.weight.requires_grad:
-            for g in range(groups):
-                contribution = _outer_product_gramian(a[:, :, g], d[:, :, :, g])
+        for g in range(groups):
+            # The weight of a group only sees its input channels; the bias of its output channels
+            # acts like one more constant input.
+            contribution = _linear_gramian(train_weight, train_bias, a[:, :, g], d[:, :, :, g])
+            if contribution is not None:
                 gramian = contribution if gramian is None else gramian + contribution
-        if conv.bias is not None and conv.bias.requires_grad:
-            bias_rows = d.sum(2).reshape(b * k, -1)
-            bias_gramian = bias_rows @ bias_rows.T
-            gramian = bias_gramian if gramian is None else gramian + bias_gramian
         return gramian
 
 
@@ -297,7 +313,7 @@ class EmbeddingUnit(Unit):
                 d = d * (indices != embedding.padding_idx)[:, None, :, None].to(d.dtype)
             indices_list.append(indices)
             grads_list.append(d)
-        indices, d = torch.cat(indices_list, 1), torch.cat(grads_list, 2)
+        indices, d = _cat(indices_list, 1), _cat(grads_list, 2)
         # An embedding lookup is a linear layer applied to one-hot vectors; only the rows of the
         # table that the batch touches matter.
         _, inverse = torch.unique(indices, return_inverse=True)
