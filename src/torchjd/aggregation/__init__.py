@@ -8,8 +8,10 @@ from ._graddrop import GradDrop
 from ._gradvac import GradVac, GradVacWeighting
 from ._imtl_g import IMTLG, IMTLGWeighting
 from ._mgda import MGDA, MGDAWeighting
+from ._modo import MoDo, MoDoWeighting
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
+from ._sdmgrad import SDMGrad, SDMGradWeighting
 from ._weighting_bases import Weighting
 
 __all__ = [
@@ -28,10 +30,14 @@ __all__ = [
     "IMTLGWeighting",
     "MGDA",
     "MGDAWeighting",
+    "MoDo",
+    "MoDoWeighting",
     "PCGrad",
     "PCGradWeighting",
     "Random",
     "RandomWeighting",
+    "SDMGrad",
+    "SDMGradWeighting",
     "WeightedAggregator",
     "Weighting",
 ]

@@ -92,3 +92,41 @@ def check_positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"Parameter `{name}` should be at least 1. Found `{value}`.")
     return value
+
+
+def check_num_estimates(value: object) -> int:
+    """Checks the number of independent Jacobian estimates stacked in the input (1, 2 or 3)."""
+    value = check_positive_int("num_estimates", value)
+    if value > 3:
+        raise ValueError(f"Parameter `num_estimates` should be 1, 2 or 3. Found `{value}`.")
+    return value
+
+
+def split_estimates(gramian: Tensor, num_estimates: int, what: str) -> tuple[int, Tensor]:
+    """
+    Returns ``m`` and the cross Gramian ``J_1 J_2ᵀ`` ``[m, m]`` of a Gramian ``[k·m, k·m]`` of
+    ``k = num_estimates`` stacked Jacobian estimates (``J_1 J_1ᵀ`` when ``k = 1``).
+    """
+    rows = gramian.shape[0]
+    if rows % num_estimates != 0:
+        raise ValueError(
+            f"{what} expects {num_estimates} stacked Jacobian estimates with the same number of "
+            f"rows, so a number of rows divisible by {num_estimates}. Found {rows} rows."
+        )
+    m = rows // num_estimates
+    if num_estimates == 1:
+        return m, gramian
+    return m, gramian[:m, m : 2 * m]
+
+
+def spread_weights(weights: Tensor, num_estimates: int) -> Tensor:
+    """
+    Spreads weights ``[m]`` over ``k·m`` stacked rows: on the only estimate (``k = 1``), half on
+    each (``k = 2``), or all on the third, independent one (``k = 3``).
+    """
+    if num_estimates == 1:
+        return weights
+    zeros = torch.zeros_like(weights)
+    if num_estimates == 2:
+        return torch.cat([weights / 2, weights / 2])
+    return torch.cat([zeros, zeros, weights])
