@@ -9,6 +9,7 @@ from ._gradvac import GradVac, GradVacWeighting
 from ._imtl_g import IMTLG, IMTLGWeighting
 from ._mgda import MGDA, MGDAWeighting
 from ._modo import MoDo, MoDoWeighting
+from ._nash_mtl import NashMTL
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
 from ._sdmgrad import SDMGrad, SDMGradWeighting
@@ -32,6 +33,7 @@ __all__ = [
     "MGDAWeighting",
     "MoDo",
     "MoDoWeighting",
+    "NashMTL",
     "PCGrad",
     "PCGradWeighting",
     "Random",
