@@ -3,11 +3,13 @@
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
 from ._cagrad import CAGrad, CAGradWeighting
 from ._cr_mogm import CRMOGM, CRMOGMWeighting
+from ._db_mtl import DBMTL
 from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
 from ._gradvac import GradVac, GradVacWeighting
 from ._imtl_g import IMTLG, IMTLGWeighting
 from ._mgda import MGDA, MGDAWeighting
+from ._moco import MoCo
 from ._modo import MoDo, MoDoWeighting
 from ._nash_mtl import NashMTL
 from ._pcgrad import PCGrad, PCGradWeighting
@@ -21,6 +23,7 @@ __all__ = [
     "CAGradWeighting",
     "CRMOGM",
     "CRMOGMWeighting",
+    "DBMTL",
     "FairGrad",
     "FairGradWeighting",
     "GradDrop",
@@ -31,6 +34,7 @@ __all__ = [
     "IMTLGWeighting",
     "MGDA",
     "MGDAWeighting",
+    "MoCo",
     "MoDo",
     "MoDoWeighting",
     "NashMTL",
