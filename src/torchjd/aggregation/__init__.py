@@ -1,6 +1,7 @@
 """Aggregators reduce a Jacobian matrix to an update vector; weightings give them their weights."""
 
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from ._aligned_mtl import AlignedMTL, AlignedMTLWeighting
 from ._cagrad import CAGrad, CAGradWeighting
 from ._cr_mogm import CRMOGM, CRMOGMWeighting
 from ._db_mtl import DBMTL
@@ -19,6 +20,8 @@ from ._weighting_bases import Weighting
 
 __all__ = [
     "Aggregator",
+    "AlignedMTL",
+    "AlignedMTLWeighting",
     "CAGrad",
     "CAGradWeighting",
     "CRMOGM",

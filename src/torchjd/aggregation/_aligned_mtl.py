@@ -1,0 +1,142 @@
+"""
+Aligned-MTL: combine the rows after making them orthogonal with equal norms.
+
+From `Independent Component Alignment for Multi-Task Learning <https://arxiv.org/abs/2305.19000>`_
+(Senushkin et al., CVPR 2023). With the eigen-decomposition ``G = J J^T = V Λ V^T`` restricted to
+its ``r`` non-zero eigenvalues ``λ_1 ≥ ... ≥ λ_r > 0``, the balance matrix
+
+``B = σ V_r Λ_r^{-1/2} V_r^T``
+
+aligns the rows: ``B J`` has ``r`` equal non-zero singular values ``σ`` (its Gramian is ``σ²``
+times the projector ``V_r V_r^T``), so the condition number of the aligned system is one. The
+aggregation is ``(B J)^T w = J^T (B w)``, with ``w`` the preference vector (ones by default, as in
+the authors' code), so the weights are ``B w``. The scale ``σ`` is ``sqrt(λ_r)`` (``"min"``, the
+paper's default), ``sqrt(median(λ))`` (``"median"``) or ``sqrt(mean(λ))`` (``"rmse"``).
+"""
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ._aggregator_bases import GramianWeightedAggregator
+from ._weighting_bases import Weighting
+
+_SCALE_MODES = ("min", "median", "rmse")
+
+
+def _check_pref_vector(pref_vector: Tensor | None) -> None:
+    if pref_vector is None:
+        return
+    if not isinstance(pref_vector, Tensor):
+        raise TypeError(
+            f"Parameter `pref_vector` should be a Tensor or None. Found `{type(pref_vector).__name__}`."
+        )
+    if pref_vector.dim() != 1:
+        raise ValueError(
+            f"Parameter `pref_vector` should be a vector (1 dimension). Found shape "
+            f"{tuple(pref_vector.shape)}."
+        )
+
+
+class AlignedMTLWeighting(Weighting):
+    """
+    Weights ``B w`` of Aligned-MTL, from the Gramian ``G`` ``[m, m]``.
+
+    Eigenvalues up to ``m · eps(dtype) · λ_max`` count as zero. Runs under ``torch.no_grad()``:
+    the eigen-decomposition is not differentiated through. The median of an even number of
+    eigenvalues is the lower of the two middle ones.
+
+    :param pref_vector: Preference vector ``w`` ``[m]`` over the objectives; ``None`` means ones.
+        Its length must match the number of rows.
+    :param scale_mode: How to choose the common singular value ``σ``: ``"min"``, ``"median"`` or
+        ``"rmse"``.
+
+    >>> import torch
+    >>> from torchjd.aggregation import AlignedMTLWeighting
+    >>> AlignedMTLWeighting()(torch.tensor([[4., 0.], [0., 1.]]))
+    tensor([0.5000, 1.0000])
+    """
+
+    pref_vector: Tensor | None
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        scale_mode: Literal["min", "median", "rmse"] = "min",
+    ):
+        super().__init__()
+        _check_pref_vector(pref_vector)
+        if scale_mode not in _SCALE_MODES:
+            raise ValueError(
+                f"Parameter `scale_mode` should be one of {_SCALE_MODES}. Found `{scale_mode!r}`."
+            )
+        self.register_buffer("pref_vector", pref_vector)
+        self.scale_mode = scale_mode
+
+    def extra_repr(self) -> str:
+        pref_vector = None if self.pref_vector is None else self.pref_vector.tolist()
+        return f"pref_vector={pref_vector}, scale_mode={self.scale_mode!r}"
+
+    @torch.no_grad()
+    def compute_weights(self, stat: Tensor) -> Tensor:
+        gramian = stat
+        m = gramian.shape[0]
+        if self.pref_vector is None:
+            preferences = torch.ones(m, dtype=gramian.dtype, device=gramian.device)
+        elif self.pref_vector.shape[0] != m:
+            raise ValueError(
+                f"Parameter `pref_vector` should have one value per row of the matrix ({m}). "
+                f"Found {self.pref_vector.shape[0]} values."
+            )
+        else:
+            preferences = self.pref_vector.to(dtype=gramian.dtype, device=gramian.device)
+
+        eigenvalues, eigenvectors = torch.linalg.eigh(gramian)
+        tolerance = eigenvalues.max().clamp(min=0.0) * m * torch.finfo(gramian.dtype).eps
+        is_kept = eigenvalues > tolerance
+        kept = eigenvalues[is_kept]
+        if kept.numel() == 0:
+            return torch.zeros(m, dtype=gramian.dtype, device=gramian.device)
+        if self.scale_mode == "min":
+            squared_scale = kept.min()
+        elif self.scale_mode == "median":
+            squared_scale = kept.median()
+        else:
+            squared_scale = kept.mean()
+
+        safe_eigenvalues = torch.where(is_kept, eigenvalues, torch.ones_like(eigenvalues))
+        inverse_roots = torch.where(is_kept, safe_eigenvalues.rsqrt(), torch.zeros_like(eigenvalues))
+        balance = torch.sqrt(squared_scale) * (eigenvectors * inverse_roots) @ eigenvectors.T  # B
+        return balance @ preferences
+
+
+class AlignedMTL(GramianWeightedAggregator):
+    """
+    Aggregates the rows after aligning them (Aligned-MTL): ``J^T B w``, where ``B J`` has
+    orthogonal rows of equal norm on the span of ``J``.
+
+    See :class:`AlignedMTLWeighting` for the weights.
+
+    :param pref_vector: Preference vector ``w`` ``[m]`` over the objectives; ``None`` means ones.
+    :param scale_mode: ``"min"``, ``"median"`` or ``"rmse"``: which eigenvalue of the Gramian sets
+        the common singular value of the aligned rows.
+
+    >>> import torch
+    >>> from torchjd.aggregation import AlignedMTL
+    >>> A = AlignedMTL()
+    >>> A
+    AlignedMTL(pref_vector=None, scale_mode='min')
+    >>> A(torch.tensor([[2., 0.], [0., 1.]]))
+    tensor([1., 1.])
+    """
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        scale_mode: Literal["min", "median", "rmse"] = "min",
+    ):
+        super().__init__(AlignedMTLWeighting(pref_vector=pref_vector, scale_mode=scale_mode))
+
+    def extra_repr(self) -> str:
+        return self.weighting.extra_repr()
