@@ -444,13 +444,6 @@ def test_backward_with_create_graph_gives_differentiable_jac_fields(
     assert_all_close(gradient, expected)
 
 
-@pytest.mark.xfail(
-    reason="With create_graph=True and the default retain_graph=False, jac frees the forward "
-    "graph, whose saved tensors the Jacobians' own graph needs. torch.autograd.grad defaults "
-    "retain_graph to create_graph for this reason.",
-    raises=RuntimeError,
-    strict=True,
-)
 @chunk_sizes
 def test_jac_with_create_graph_alone_gives_differentiable_jacobians(
     parallel_chunk_size: int | None,
@@ -459,6 +452,8 @@ def test_jac_with_create_graph_alone_gives_differentiable_jacobians(
     params = list(model.parameters())
     x = torch.randn(4, 5)
 
+    # As torch.autograd.grad, create_graph=True alone must keep the buffers that the Jacobians'
+    # graph needs (regression test: they used to be freed with the default retain_graph=False).
     expected = squared_frobenius_norm_gradient(model(x), params)
     jacobians = jac(model(x), params, parallel_chunk_size=parallel_chunk_size, create_graph=True)
     gradient = gradient_of(sum(j.square().sum() for j in jacobians), params)
@@ -466,12 +461,6 @@ def test_jac_with_create_graph_alone_gives_differentiable_jacobians(
     assert_all_close(gradient, expected)
 
 
-@pytest.mark.xfail(
-    reason="Same bug as in jac: backward with create_graph=True and the default "
-    "retain_graph=False frees the forward graph that the .jac fields' graph needs.",
-    raises=RuntimeError,
-    strict=True,
-)
 def test_backward_with_create_graph_alone_gives_differentiable_jac_fields():
     model = TwiceApplied()
     params = list(model.parameters())
@@ -482,3 +471,48 @@ def test_backward_with_create_graph_alone_gives_differentiable_jac_fields():
     gradient = gradient_of(sum(p.jac.square().sum() for p in params), params)
 
     assert_all_close(gradient, expected)
+
+
+@chunk_sizes
+def test_jac_repeats_the_jacobian_of_a_repeated_input(parallel_chunk_size: int | None):
+    model = make_mlp()
+    output = model(torch.randn(4, 5))
+    weight, bias = model[2].weight, model[0].bias
+
+    expected = autograd_jacobians(output, [weight, bias])
+    jacobians = jac(output, [weight, bias, weight], parallel_chunk_size=parallel_chunk_size)
+
+    assert_all_close(jacobians, [expected[0], expected[1], expected[0]])
+
+
+@chunk_sizes
+def test_jac_and_backward_accept_a_parameter_generator_as_inputs(parallel_chunk_size: int | None):
+    model = make_cnn()
+    x = torch.randn(2, 2, 6, 6)
+    params = list(model.parameters())
+    output = model(x)
+
+    expected = autograd_jacobians(output, params)
+    jacobians = jac(
+        output, model.parameters(), retain_graph=True, parallel_chunk_size=parallel_chunk_size
+    )
+    backward(output, inputs=model.parameters(), parallel_chunk_size=parallel_chunk_size)
+
+    assert_all_close(jacobians, expected)
+    assert_all_close([p.jac for p in params], expected)
+
+
+@chunk_sizes
+def test_backward_into_an_activation_that_retains_grad_matches_autograd_loop(
+    parallel_chunk_size: int | None,
+):
+    model = make_mlp()
+    hidden = model[1](model[0](torch.randn(4, 5)))
+    hidden.retain_grad()
+    output = model[2](hidden)
+    inputs = [hidden, model[0].weight]
+
+    expected = autograd_jacobians(output, inputs)
+    backward(output, inputs=inputs, parallel_chunk_size=parallel_chunk_size)
+
+    assert_all_close([hidden.jac, model[0].weight.jac], expected)

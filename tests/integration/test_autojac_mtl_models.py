@@ -357,3 +357,38 @@ def test_mtl_backward_task_grads_accumulate_with_a_later_plain_backward():
     (3 * model.offset).sum().backward()  # torch adds 3 to each element of `.grad`, in place.
 
     assert_close(model.offset.grad, torch.full((4,), 4.0))
+
+
+@chunk_sizes
+def test_mtl_backward_accepts_parameter_generators(parallel_chunk_size: int | None):
+    model = CNNTrunkTwoFeatures()
+    features, losses = model(torch.randn(4, 1, 6, 6))
+    shared_params = list(model.conv.parameters())
+    tasks_params = [list(model.head0.parameters()), list(model.head1.parameters())]
+
+    expected_jacs, expected_grads = autograd_mtl(losses, tasks_params, shared_params)
+    mtl_backward(
+        losses,
+        features,
+        tasks_params=[model.head0.parameters(), model.head1.parameters()],
+        shared_params=model.conv.parameters(),
+        parallel_chunk_size=parallel_chunk_size,
+    )
+
+    assert_fields_match(shared_params, expected_jacs, expected_grads)
+    assert all(getattr(p, "jac", None) is None for p in model.skip.parameters())
+
+
+def test_mtl_backward_with_a_head_tied_to_the_trunk_raises_before_writing_anything():
+    # The decoder reuses the encoder's weight: by default it is both shared and task-specific.
+    encoder, other_head = nn.Linear(4, 3), nn.Linear(3, 1)
+    features = torch.tanh(encoder(torch.randn(6, 4)))
+    reconstruction = features @ encoder.weight  # [6, 4]
+    losses = [reconstruction.square().mean(), other_head(features).mean()]
+
+    with pytest.raises(ValueError, match="overlap"):
+        mtl_backward(losses, features)
+
+    for param in [*encoder.parameters(), *other_head.parameters()]:
+        assert param.grad is None
+        assert getattr(param, "jac", None) is None
