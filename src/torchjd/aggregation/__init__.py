@@ -13,6 +13,7 @@ from ._mgda import MGDA, MGDAWeighting
 from ._moco import MoCo
 from ._modo import MoDo, MoDoWeighting
 from ._nash_mtl import NashMTL
+from ._pcd import PCD, PCDWeighting
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
 from ._sdmgrad import SDMGrad, SDMGradWeighting
@@ -41,6 +42,8 @@ __all__ = [
     "MoDo",
     "MoDoWeighting",
     "NashMTL",
+    "PCD",
+    "PCDWeighting",
     "PCGrad",
     "PCGradWeighting",
     "Random",
