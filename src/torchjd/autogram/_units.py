@@ -413,16 +413,29 @@ class GenericUnit(Unit):
 
         def replay(p: dict[str, Tensor], inputs: list[Tensor]) -> tuple[Tensor, ...]:
             args, kwargs = call.rebuild(inputs)
-            leaves = flatten_tensors(functional_call(module, p, args, kwargs))
+            # Copies of the buffers absorb in-place updates (e.g. BatchNorm's running statistics),
+            # so replaying leaves the module's state as the forward pass left it.
+            state = {name: buffer.clone() for name, buffer in module.named_buffers()}
+            state.update(p)
+            leaves = flatten_tensors(functional_call(module, state, args, kwargs))
             return tuple(leaves[i] for i in selected)
 
         def flat_rows(grads: dict[str, Tensor], count: int) -> Tensor:
-            return torch.cat([g.reshape(count, -1) for g in grads.values()], 1)
+            # Explicit sizes: a batching rule that forgets to reduce over a vmapped dimension
+            # (seen with prelu's backward) then fails loudly instead of giving wrong rows.
+            return torch.cat([grads[n].reshape(count, params[n].numel()) for n in params], 1)
+
+        def vjp_rows(vjp_fn: Any, cotangents: tuple[Tensor, ...]) -> dict[str, Tensor]:
+            if cotangents[0].shape[0] == 1:
+                (grads,) = vjp_fn(tuple(c[0] for c in cotangents))
+                return {n: g.unsqueeze(0) for n, g in grads.items()}
+            (grads,) = vmap(vjp_fn)(cotangents)
+            return grads
 
         if not rows.batched:
             cotangents = tuple(call.output_grads[i] for i in selected)
             outputs, vjp_fn = vjp(lambda p: replay(p, call.inputs), params)
-            (grads,) = vmap(vjp_fn)(cotangents)
+            grads = vjp_rows(vjp_fn, cotangents)
             self._check_replay(call, selected, list(outputs), None)
             return flat_rows(grads, rows.count).unsqueeze(0)
 
@@ -438,7 +451,7 @@ class GenericUnit(Unit):
             full = [x if d is None else x.unsqueeze(d) for x, d in zip(inputs, in_dims)]
             outputs, vjp_fn = vjp(lambda p: replay(p, full), params)
             expanded = tuple(c.unsqueeze(out_dims[i] + 1) for c, i in zip(sample_cotangents, selected))
-            (grads,) = vmap(vjp_fn)(expanded)
+            grads = vjp_rows(vjp_fn, expanded)
             squeezed = [o.squeeze(out_dims[i]) for o, i in zip(outputs, selected)]
             return flat_rows(grads, k), squeezed
 
