@@ -3,6 +3,7 @@
 from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAggregator
 from ._aligned_mtl import AlignedMTL, AlignedMTLWeighting
 from ._cagrad import CAGrad, CAGradWeighting
+from ._config import ConFIG
 from ._cr_mogm import CRMOGM, CRMOGMWeighting
 from ._db_mtl import DBMTL
 from ._fairgrad import FairGrad, FairGradWeighting
@@ -27,6 +28,7 @@ __all__ = [
     "CAGradWeighting",
     "CRMOGM",
     "CRMOGMWeighting",
+    "ConFIG",
     "DBMTL",
     "FairGrad",
     "FairGradWeighting",

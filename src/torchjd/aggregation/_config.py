@@ -1,0 +1,81 @@
+"""
+ConFIG: the direction with equal cosine to every row, scaled by the rows' total projection.
+
+From `ConFIG: Towards Conflict-free Training of Physics Informed Neural Networks
+<https://arxiv.org/abs/2408.11104>`_ (Liu et al., ICLR 2025). With the unit rows
+``u_i = g_i / ||g_i||`` stacked in ``U`` ``[m, n]``,
+
+``ĝ = U⁺ w`` (``U⁺`` the pseudo-inverse, ``w`` the preference vector, ones by default),
+``g_u = ĝ / ||ĝ||`` and the aggregation is ``(Σ_i g_i · g_u) g_u``.
+
+``U ĝ = w`` when the rows are linearly independent, so ``g_u`` has the same cosine with every row
+(for ``w = 1``) and is conflict-free. Zero rows are left as zero rows of ``U``; a zero ``ĝ`` gives
+a zero aggregation.
+"""
+
+import torch
+from torch import Tensor
+
+from ._aggregator_bases import Aggregator
+
+
+class ConFIG(Aggregator):
+    """
+    Aggregates the rows with ConFIG: along ``U⁺ w`` normalized, with length ``Σ_i g_i · g_u``.
+
+    It needs the matrix itself (the pseudo-inverse of its normalized rows) and is differentiable
+    with respect to it.
+
+    :param pref_vector: Preference vector ``w`` ``[m]``: the cosines of the direction with the rows
+        are proportional to it. ``None`` means ones. Its length must match the number of rows.
+
+    >>> import torch
+    >>> from torchjd.aggregation import ConFIG
+    >>> A = ConFIG()
+    >>> A
+    ConFIG(pref_vector=None)
+    >>> A(torch.tensor([[2., 0.], [0., 1.]]))
+    tensor([1.5000, 1.5000])
+    """
+
+    pref_vector: Tensor | None
+
+    def __init__(self, pref_vector: Tensor | None = None):
+        super().__init__()
+        if pref_vector is not None:
+            if not isinstance(pref_vector, Tensor):
+                raise TypeError(
+                    "Parameter `pref_vector` should be a Tensor or None. Found "
+                    f"`{type(pref_vector).__name__}`."
+                )
+            if pref_vector.dim() != 1:
+                raise ValueError(
+                    "Parameter `pref_vector` should be a vector (1 dimension). Found shape "
+                    f"{tuple(pref_vector.shape)}."
+                )
+        self.register_buffer("pref_vector", pref_vector)
+
+    def extra_repr(self) -> str:
+        pref_vector = None if self.pref_vector is None else self.pref_vector.tolist()
+        return f"pref_vector={pref_vector}"
+
+    def aggregate(self, matrix: Tensor) -> Tensor:
+        m = matrix.shape[0]
+        if self.pref_vector is None:
+            preferences = torch.ones(m, dtype=matrix.dtype, device=matrix.device)
+        elif self.pref_vector.shape[0] != m:
+            raise ValueError(
+                f"Parameter `pref_vector` should have one value per row of the matrix ({m}). "
+                f"Found {self.pref_vector.shape[0]} values."
+            )
+        else:
+            preferences = self.pref_vector.to(dtype=matrix.dtype, device=matrix.device)
+
+        norms = torch.linalg.vector_norm(matrix, dim=1, keepdim=True)
+        units = matrix / torch.where(norms > 0, norms, torch.ones_like(norms))  # U, [m, n]
+        direction = torch.linalg.pinv(units) @ preferences  # U⁺ w, [n]
+        direction_norm = torch.linalg.vector_norm(direction)
+        is_zero = direction_norm <= 0
+        unit_direction = direction / torch.where(is_zero, torch.ones_like(direction_norm), direction_norm)
+        length = (matrix @ unit_direction).sum()
+        return length * unit_direction
