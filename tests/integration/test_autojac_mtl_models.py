@@ -328,16 +328,8 @@ class TaskWithSummedParameter(nn.Module):
         return features, [self.head(features).mean() + self.offset.sum(), features.square().mean()]
 
 
-_GRAD_ALIASING_BUG = (
-    "mtl_backward's AccumulateGrad stores the tensor returned by torch.autograd.grad as the new "
-    "`.grad` as is. For `offset.sum()` it is a stride-0 expanded view, so in-place updates of "
-    "`.grad` (gradient clipping, torch's own in-place accumulation) raise 'more than one element "
-    "of the written-to tensor refers to a single memory location'. torch's AccumulateGrad clones "
-    "such gradients so that `.grad` owns its memory."
-)
 
 
-@pytest.mark.xfail(reason=_GRAD_ALIASING_BUG, raises=RuntimeError, strict=True)
 def test_mtl_backward_task_grads_can_be_clipped_in_place():
     model = TaskWithSummedParameter()
     features, losses = model(torch.randn(5, 3))
@@ -348,7 +340,6 @@ def test_mtl_backward_task_grads_can_be_clipped_in_place():
     assert_close(model.offset.grad, torch.full((4,), 0.5))
 
 
-@pytest.mark.xfail(reason=_GRAD_ALIASING_BUG, raises=RuntimeError, strict=True)
 def test_mtl_backward_task_grads_accumulate_with_a_later_plain_backward():
     model = TaskWithSummedParameter()
     features, losses = model(torch.randn(5, 3))

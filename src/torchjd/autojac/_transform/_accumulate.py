@@ -1,5 +1,6 @@
 from collections.abc import Set
 
+import torch
 from torch import Tensor
 
 from ._base import RequirementError, Transform, TensorDict
@@ -31,7 +32,10 @@ class AccumulateJac(Transform):
         _check_accumulable(input, "jac", leading_dims=1)
         for key, jacobian in input.items():
             existing = getattr(key, "jac", None)
-            key.jac = jacobian if existing is None else existing + jacobian  # type: ignore[attr-defined]
+            if existing is None:
+                key.jac = jacobian.contiguous()  # type: ignore[attr-defined]
+            else:
+                key.jac = existing + jacobian  # type: ignore[attr-defined]
         return {}
 
     def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
@@ -48,7 +52,10 @@ class AccumulateGrad(Transform):
         _check_accumulable(input, "grad", leading_dims=0)
         for key, gradient in input.items():
             if key.grad is None:
-                key.grad = gradient
+                # Autograd can return expanded views (stride 0) or tensors it also holds elsewhere;
+                # like torch's own accumulation, .grad gets memory of its own, safe to modify in
+                # place (e.g. by clip_grad_norm_ or a later loss.backward()).
+                key.grad = gradient.clone(memory_format=torch.contiguous_format)
             else:
                 key.grad = key.grad + gradient
         return {}
