@@ -6,6 +6,7 @@ from ._cagrad import CAGrad, CAGradWeighting
 from ._config import ConFIG
 from ._cr_mogm import CRMOGM, CRMOGMWeighting
 from ._db_mtl import DBMTL
+from ._excess_mtl import ExcessMTL, ExcessMTLWeighting
 from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
 from ._gradvac import GradVac, GradVacWeighting
@@ -26,10 +27,12 @@ __all__ = [
     "AlignedMTLWeighting",
     "CAGrad",
     "CAGradWeighting",
+    "ConFIG",
     "CRMOGM",
     "CRMOGMWeighting",
-    "ConFIG",
     "DBMTL",
+    "ExcessMTL",
+    "ExcessMTLWeighting",
     "FairGrad",
     "FairGradWeighting",
     "GradDrop",
