@@ -128,7 +128,9 @@ class FAMO(StatefulScalarizer):
         self.register_buffer("exp_avg_sq", torch.zeros(num_tasks))
 
     def extra_repr(self) -> str:
-        min_losses = f", min_losses={_format_tensor(self.min_losses)}" if self._has_min_losses else ""
+        min_losses = ""
+        if self._has_min_losses:
+            min_losses = f", min_losses={_format_tensor(self.min_losses)}"
         return (
             f"num_tasks={self.num_tasks}{min_losses}, w_lr={self.w_lr}, gamma={self.gamma}, "
             f"epsilon={self.epsilon}"

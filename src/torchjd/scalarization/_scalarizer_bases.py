@@ -21,7 +21,7 @@ def _check_losses(losses: Tensor) -> None:
 
 class Scalarizer(nn.Module, ABC):
     """
-    Maps a vector ``[m]`` of loss values (one per objective) to one scalar to call ``.backward()`` on.
+    Maps a vector ``[m]`` of loss values (one per objective) to a scalar to call ``.backward()`` on.
 
     A scalarizer only sees the values of the losses, never their gradients, so one training step
     costs one ordinary backward pass. Subclasses implement :meth:`scalarize`; calling the

@@ -11,9 +11,9 @@ smoothing
 ``g_μ(L | λ) = μ log sum_i exp(λ_i (L_i - z*_i) / μ)``,
 
 whose gradient is a softmax-weighted combination of all the objectives' gradients, the worst ones
-weighted most. It is bounded by ``max_i λ_i (L_i - z*_i) <= g_μ <= max_i λ_i (L_i - z*_i) + μ log m``,
-so it tends to the Tchebycheff scalarization as the smoothing parameter ``μ`` goes to ``0`` and to
-an average-like objective as ``μ`` grows.
+weighted most. With ``T = max_i λ_i (L_i - z*_i)`` the Tchebycheff value,
+``T <= g_μ <= T + μ log m``, so it tends to the Tchebycheff scalarization as the smoothing parameter
+``μ`` goes to ``0`` and to an average-like objective as ``μ`` grows.
 """
 
 import torch

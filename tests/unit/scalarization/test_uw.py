@@ -16,7 +16,8 @@ def test_uw_value_and_gradients_match_the_hand_formula(dtype: torch.dtype):
     assert value.dtype == dtype
     # sum_i L_i / (2 σ_i²) + log σ_i, with σ_i² = exp(s_i)
     sigma_squared = torch.exp(s)
-    torch.testing.assert_close(value, (L / (2 * sigma_squared) + 0.5 * torch.log(sigma_squared)).sum())
+    expected = (L / (2 * sigma_squared) + 0.5 * torch.log(sigma_squared)).sum()
+    torch.testing.assert_close(value, expected)
     gradient_losses, gradient_log_vars = torch.autograd.grad(value, [losses, uw.log_vars])
     torch.testing.assert_close(gradient_losses, 0.5 * torch.exp(-s))
     assert gradient_log_vars.dtype == torch.float32  # the parameter keeps its own dtype
