@@ -11,6 +11,7 @@ from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
 from ._gradvac import GradVac, GradVacWeighting
 from ._imtl_g import IMTLG, IMTLGWeighting
+from ._krum import Krum, KrumWeighting
 from ._mgda import MGDA, MGDAWeighting
 from ._moco import MoCo
 from ._modo import MoDo, MoDoWeighting
@@ -27,9 +28,9 @@ __all__ = [
     "AlignedMTLWeighting",
     "CAGrad",
     "CAGradWeighting",
-    "ConFIG",
     "CRMOGM",
     "CRMOGMWeighting",
+    "ConFIG",
     "DBMTL",
     "ExcessMTL",
     "ExcessMTLWeighting",
@@ -41,6 +42,8 @@ __all__ = [
     "GramianWeightedAggregator",
     "IMTLG",
     "IMTLGWeighting",
+    "Krum",
+    "KrumWeighting",
     "MGDA",
     "MGDAWeighting",
     "MoCo",
