@@ -9,6 +9,7 @@ from ._db_mtl import DBMTL
 from ._excess_mtl import ExcessMTL, ExcessMTLWeighting
 from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
+from ._gradnorm import GradNorm
 from ._gradvac import GradVac, GradVacWeighting
 from ._imtl_g import IMTLG, IMTLGWeighting
 from ._krum import Krum, KrumWeighting
@@ -28,15 +29,16 @@ __all__ = [
     "AlignedMTLWeighting",
     "CAGrad",
     "CAGradWeighting",
+    "ConFIG",
     "CRMOGM",
     "CRMOGMWeighting",
-    "ConFIG",
     "DBMTL",
     "ExcessMTL",
     "ExcessMTLWeighting",
     "FairGrad",
     "FairGradWeighting",
     "GradDrop",
+    "GradNorm",
     "GradVac",
     "GradVacWeighting",
     "GramianWeightedAggregator",
