@@ -21,6 +21,7 @@ from ._pcd import PCD, PCDWeighting
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
 from ._sdmgrad import SDMGrad, SDMGradWeighting
+from ._trimmed_mean import TrimmedMean
 from ._weighting_bases import Weighting
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "RandomWeighting",
     "SDMGrad",
     "SDMGradWeighting",
+    "TrimmedMean",
     "WeightedAggregator",
     "Weighting",
 ]
