@@ -152,14 +152,16 @@ class Engine:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
             if not self._recording or not torch.is_grad_enabled():
                 return
-            tensors = flatten_tensors(output)
-            if not any(t.grad_fn is not None for t in tensors):
-                return
-            call = record_call(args, kwargs, output)
+            tensors = [output] if isinstance(output, Tensor) else flatten_tensors(output)
+            call = None
             for index, tensor in enumerate(tensors):
                 node = tensor.grad_fn
                 if node is None:
                     continue
+                if call is None:
+                    call = record_call(args, kwargs, output)
+                # The record lives in the metadata of the node that produced the output, so it
+                # dies with the graph; compute_gramian finds it by walking the graph.
                 node.metadata.setdefault(key, []).append((unit, call, index, tensor.output_nr))
 
         return hook

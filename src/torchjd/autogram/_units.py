@@ -17,7 +17,7 @@ holding the whole batch, and ``rows_per_sample = m``.
 import math
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,19 +45,29 @@ class Rows:
         return self.num_samples * self.rows_per_sample
 
 
-@dataclass
 class Call:
     """One recorded forward call of a unit: its detached inputs and outputs."""
 
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    inputs: list[Tensor]  # the distinct tensors of args and kwargs, detached
-    input_versions: list[int]
-    outputs: list[Tensor]  # the tensors of the output, detached
-    output_versions: list[int]
-    # Filled by the engine for one computation: gradient rows with respect to each output tensor,
-    # ``[rows_per_sample_or_m, *output.shape]``, or None where the objectives do not reach it.
-    output_grads: list[Tensor | None] = field(default_factory=list)
+    __slots__ = (
+        "args", "kwargs", "inputs", "input_versions", "outputs", "output_versions", "output_grads", "__weakref__"
+    )
+
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        inputs: list[Tensor],
+        outputs: list[Tensor],
+    ) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.inputs = inputs  # the distinct tensors of args and kwargs, detached
+        self.input_versions = [t._version for t in inputs]
+        self.outputs = outputs  # the tensors of the output, detached
+        self.output_versions = [t._version for t in outputs]
+        # Filled by the engine for one computation: gradient rows with respect to each output
+        # tensor, ``[rows, *output.shape]``, or None where the objectives do not reach it.
+        self.output_grads: list[Tensor | None] = []
 
     def rebuild(self, inputs: list[Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Returns ``(args, kwargs)`` with the recorded input tensors replaced by ``inputs``."""
@@ -71,6 +81,12 @@ class Call:
 def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Call:
     """Detaches what a forward call needs to be replayed, keeping the identity of repeated inputs."""
 
+    outputs = [output.detach()] if isinstance(output, Tensor) else [t.detach() for t in flatten_tensors(output)]
+    if not kwargs and len(args) == 1 and isinstance(args[0], Tensor):
+        # The common case (Linear, Conv, ...), kept cheap since it runs on every forward call.
+        x = args[0].detach()
+        return Call((x,), {}, [x], outputs)
+
     detached: dict[int, Tensor] = {}
 
     def detach(t: Tensor) -> Tensor:
@@ -80,16 +96,7 @@ def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> C
 
     args = map_tensors(args, detach)
     kwargs = map_tensors(kwargs, detach)
-    inputs = list(detached.values())
-    outputs = [t.detach() for t in flatten_tensors(output)]
-    return Call(
-        args=args,
-        kwargs=kwargs,
-        inputs=inputs,
-        input_versions=[t._version for t in inputs],
-        outputs=outputs,
-        output_versions=[t._version for t in outputs],
-    )
+    return Call(args, kwargs, list(detached.values()), outputs)
 
 
 def _per_sample(tensor: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
