@@ -8,12 +8,17 @@ rows ``g_i`` ``[n]``, the gradient positive sign purity is
 ``P_k = 1/2 (1 + Σ_i g_ik / Σ_i |g_ik|)`` (``1/2`` where the column is zero),
 
 one ``U_k ~ Uniform(0, 1)`` is drawn per coordinate, and the masks keep the positive entries where
-``P_k > U_k`` and the negative entries where ``P_k < U_k``:
+``f(P_k) > U_k`` and the negative entries where ``f(P_k) < U_k``:
 
-``M_ik = 1[P_k > U_k] 1[g_ik > 0] + 1[P_k < U_k] 1[g_ik < 0]``.
+``M_ik = 1[f(P_k) > U_k] 1[g_ik > 0] + 1[f(P_k) < U_k] 1[g_ik < 0]``,
+
+with ``f`` a monotonically increasing map of ``[0, 1]`` onto itself, odd around ``(1/2, 1/2)``
+(the identity by default, as in the paper's experiments).
 
 With leak parameters ``ℓ_i ∈ [0, 1]``, the aggregation is ``Σ_i (ℓ_i + (1 - ℓ_i) M_i) ⊙ g_i``.
 """
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -28,6 +33,8 @@ class GradDrop(Aggregator):
     The uniform draws come from torch's global generator. The masks are drawn without tracking
     gradients; the masked sum is differentiable with respect to the matrix.
 
+    :param f: The activation applied to the sign purity before comparing it to the uniform draws,
+        elementwise on a tensor; ``None`` means the identity.
     :param leak: Optional tensor ``[m]`` of leak parameters in ``[0, 1]``: the fraction of row
         ``i`` that always passes, whatever its sign. ``None`` means no leak (all zeros), the
         paper's default. Its length must match the number of rows of the aggregated matrix.
@@ -36,7 +43,7 @@ class GradDrop(Aggregator):
     >>> from torchjd.aggregation import GradDrop
     >>> A = GradDrop()
     >>> A
-    GradDrop(leak=None)
+    GradDrop(f=None, leak=None)
     >>> # The first coordinate is pure (P = 1), the second is zero: no randomness involved.
     >>> A(torch.tensor([[1., 0.], [2., 0.]]))
     tensor([3., 0.])
@@ -44,8 +51,11 @@ class GradDrop(Aggregator):
 
     leak: Tensor | None
 
-    def __init__(self, leak: Tensor | None = None):
+    def __init__(self, f: Callable[[Tensor], Tensor] | None = None, leak: Tensor | None = None):
         super().__init__()
+        if f is not None and not callable(f):
+            raise TypeError(f"Parameter `f` should be callable or None. Found `{type(f).__name__}`.")
+        self.f = f
         if leak is not None:
             if not isinstance(leak, Tensor):
                 raise TypeError(
@@ -62,7 +72,8 @@ class GradDrop(Aggregator):
 
     def extra_repr(self) -> str:
         leak = None if self.leak is None else self.leak.tolist()
-        return f"leak={leak}"
+        f = None if self.f is None else getattr(self.f, "__name__", repr(self.f))
+        return f"f={f}, leak={leak}"
 
     def aggregate(self, matrix: Tensor) -> Tensor:
         m = matrix.shape[0]
@@ -78,6 +89,8 @@ class GradDrop(Aggregator):
                 column_abs_sums > 0, column_abs_sums, torch.ones_like(column_abs_sums)
             )
             purity = 0.5 * (1.0 + column_sums / safe_abs_sums)  # [n], 1/2 on zero columns
+            if self.f is not None:
+                purity = self.f(purity)
             uniform = torch.rand(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
             masks = ((purity > uniform) & (matrix > 0)) | ((purity < uniform) & (matrix < 0))
             masks = masks.to(matrix.dtype)  # [m, n]

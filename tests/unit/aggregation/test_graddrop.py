@@ -4,13 +4,16 @@ from pytest import mark, raises
 from torchjd.aggregation import GradDrop
 
 
-def _graddrop_by_loop(matrix: torch.Tensor, uniform: torch.Tensor, leak: list[float]) -> torch.Tensor:
+def _graddrop_by_loop(
+    matrix: torch.Tensor, uniform: torch.Tensor, leak: list[float], f=lambda p: p
+) -> torch.Tensor:
     m, n = matrix.shape
     result = torch.zeros(n, dtype=matrix.dtype)
     for k in range(n):
         column = matrix[:, k]
         total_abs = sum(abs(float(x)) for x in column)
         purity = 0.5 if total_abs == 0 else 0.5 * (1 + float(column.sum()) / total_abs)
+        purity = f(purity)
         for i in range(m):
             value = float(column[i])
             kept = (purity > uniform[k] and value > 0) or (purity < uniform[k] and value < 0)
@@ -67,12 +70,15 @@ def test_graddrop_is_differentiable_through_the_masked_sum():
 
 
 def test_graddrop_repr_and_str():
-    assert repr(GradDrop()) == "GradDrop(leak=None)"
-    assert repr(GradDrop(leak=torch.tensor([0.5, 1.0]))) == "GradDrop(leak=[0.5, 1.0])"
+    assert repr(GradDrop()) == "GradDrop(f=None, leak=None)"
+    assert repr(GradDrop(leak=torch.tensor([0.5, 1.0]))) == "GradDrop(f=None, leak=[0.5, 1.0])"
+    assert repr(GradDrop(f=torch.sigmoid)) == "GradDrop(f=sigmoid, leak=None)"
     assert str(GradDrop(leak=torch.tensor([0.5, 1.0]))) == "GradDrop"
 
 
 def test_graddrop_rejects_invalid_leak():
+    with raises(TypeError, match="`f`"):
+        GradDrop(f=0.5)
     with raises(TypeError, match="leak"):
         GradDrop(leak=[0.1, 0.2])
     with raises(ValueError, match="leak"):
@@ -81,3 +87,20 @@ def test_graddrop_rejects_invalid_leak():
         GradDrop(leak=torch.tensor([0.5, 1.5]))
     with raises(ValueError, match="leak"):
         GradDrop(leak=torch.ones(3))(torch.ones(2, 4))
+
+
+def test_graddrop_applies_the_activation_to_the_purity():
+    def sharpen(purity):
+        # Monotonic, maps [0, 1] onto itself, odd around (1/2, 1/2).
+        return 0.5 + 0.5 * torch.sign(purity - 0.5) * (2 * (purity - 0.5)).abs().sqrt()
+
+    def sharpen_float(purity: float) -> float:
+        return float(sharpen(torch.tensor(purity, dtype=torch.float64)))
+
+    torch.manual_seed(4)
+    matrix = torch.randn(3, 9, dtype=torch.float64)
+    torch.manual_seed(40)
+    result = GradDrop(f=sharpen)(matrix)
+    torch.manual_seed(40)
+    uniform = torch.rand(9, dtype=torch.float64)
+    assert torch.allclose(result, _graddrop_by_loop(matrix, uniform, [0.0] * 3, sharpen_float))
