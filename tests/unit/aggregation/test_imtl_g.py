@@ -77,3 +77,9 @@ def test_imtl_g_repr_and_str():
     assert str(IMTLG()) == "IMTLG"
     assert repr(IMTLGWeighting()) == "IMTLGWeighting()"
     assert str(IMTLGWeighting()) == "IMTLGWeighting"
+
+
+def test_imtl_g_opposite_rows_give_zero():
+    # No combination with weights summing to one has equal projections on g and -g but zero.
+    matrix = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=torch.float64)
+    assert torch.allclose(IMTLG()(matrix), torch.zeros(2, dtype=torch.float64))

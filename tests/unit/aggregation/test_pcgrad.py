@@ -103,3 +103,9 @@ def test_pcgrad_repr_and_str():
     assert str(PCGrad()) == "PCGrad"
     assert repr(PCGradWeighting()) == "PCGradWeighting()"
     assert str(PCGradWeighting()) == "PCGradWeighting"
+
+
+def test_pcgrad_of_two_rows_does_not_depend_on_their_order():
+    torch.manual_seed(6)
+    matrix = torch.randn(2, 5, dtype=torch.float64)
+    assert torch.allclose(PCGrad()(matrix[[1, 0]]), PCGrad()(matrix))
