@@ -30,7 +30,8 @@ def _check_pref_vector(pref_vector: Tensor | None) -> None:
         return
     if not isinstance(pref_vector, Tensor):
         raise TypeError(
-            f"Parameter `pref_vector` should be a Tensor or None. Found `{type(pref_vector).__name__}`."
+            "Parameter `pref_vector` should be a Tensor or None. Found "
+            f"`{type(pref_vector).__name__}`."
         )
     if pref_vector.dim() != 1:
         raise ValueError(
@@ -106,7 +107,9 @@ class AlignedMTLWeighting(Weighting):
             squared_scale = kept.mean()
 
         safe_eigenvalues = torch.where(is_kept, eigenvalues, torch.ones_like(eigenvalues))
-        inverse_roots = torch.where(is_kept, safe_eigenvalues.rsqrt(), torch.zeros_like(eigenvalues))
+        inverse_roots = torch.where(
+            is_kept, safe_eigenvalues.rsqrt(), torch.zeros_like(eigenvalues)
+        )
         balance = torch.sqrt(squared_scale) * (eigenvectors * inverse_roots) @ eigenvectors.T  # B
         return balance @ preferences
 

@@ -42,7 +42,9 @@ def _check_non_negative_float(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Parameter `{name}` should be a float. Found `{type(value).__name__}`.")
     if not value >= 0.0 or value == float("inf"):
-        raise ValueError(f"Parameter `{name}` should be a finite non-negative number. Found `{value}`.")
+        raise ValueError(
+            f"Parameter `{name}` should be a finite non-negative number. Found `{value}`."
+        )
 
 
 class CAGradWeighting(Weighting):
@@ -56,8 +58,8 @@ class CAGradWeighting(Weighting):
 
     :param c: The radius of the ball around ``g_0``, relative to ``||g_0||``; ``c = 0`` gives the
         mean. The paper's default is ``0.5`` (its convergence guarantee needs ``c < 1``).
-    :param norm_eps: Added to ``||g_w*||`` in the denominator of ``λ``, for stability when the convex
-        hull of the rows contains the origin.
+    :param norm_eps: Added to ``||g_w*||`` in the denominator of ``λ``, for stability when the
+        convex hull of the rows contains the origin.
 
     >>> import torch
     >>> from torchjd.aggregation import CAGradWeighting

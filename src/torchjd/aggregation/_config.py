@@ -76,6 +76,8 @@ class ConFIG(Aggregator):
         direction = torch.linalg.pinv(units) @ preferences  # U⁺ w, [n]
         direction_norm = torch.linalg.vector_norm(direction)
         is_zero = direction_norm <= 0
-        unit_direction = direction / torch.where(is_zero, torch.ones_like(direction_norm), direction_norm)
+        unit_direction = direction / torch.where(
+            is_zero, torch.ones_like(direction_norm), direction_norm
+        )
         length = (matrix @ unit_direction).sum()
         return length * unit_direction

@@ -54,7 +54,9 @@ class GradDrop(Aggregator):
     def __init__(self, f: Callable[[Tensor], Tensor] | None = None, leak: Tensor | None = None):
         super().__init__()
         if f is not None and not callable(f):
-            raise TypeError(f"Parameter `f` should be callable or None. Found `{type(f).__name__}`.")
+            raise TypeError(
+                f"Parameter `f` should be callable or None. Found `{type(f).__name__}`."
+            )
         self.f = f
         if leak is not None:
             if not isinstance(leak, Tensor):

@@ -82,7 +82,8 @@ class KrumWeighting(Weighting):
 class Krum(GramianWeightedAggregator):
     """
     Aggregates the rows with (Multi-)Krum: the mean of the ``n_selected`` rows whose
-    ``m - n_byzantine - 2`` nearest neighbours are closest, tolerating ``n_byzantine`` arbitrary rows.
+    ``m - n_byzantine - 2`` nearest neighbours are closest, tolerating ``n_byzantine`` arbitrary
+    rows.
 
     Needs ``m > 2 n_byzantine + 2`` rows and ``n_selected ≤ m``.
 

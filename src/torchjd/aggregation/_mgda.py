@@ -66,7 +66,6 @@ class MGDAWeighting(Weighting):
         gramian = stat
         m = gramian.shape[0]
         weights = torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
-        diagonal = torch.diagonal(gramian)
         for _ in range(self.max_iters):
             gradient = gramian @ weights  # G w, half the gradient of w^T G w
             squared_norm = weights @ gradient  # ||J^T w||^2

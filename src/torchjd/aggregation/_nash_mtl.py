@@ -19,9 +19,9 @@ without changing the direction ``J^T α``) and otherwise moves the solution by a
 
 As in the authors' code, the weights are recomputed only every ``update_weights_every`` calls (the
 last ones are reused in between), and the update is rescaled so that its norm is at most
-``max_norm`` (their gradient clipping), unless ``max_norm = 0``. Unlike their code, ``α`` solves the
-equations for ``G`` itself, not for ``G`` divided by its Frobenius norm, so the unclipped aggregation
-does not depend on the scale of ``J``.
+``max_norm`` (their gradient clipping), unless ``max_norm = 0``. Unlike their code, ``α`` solves
+the equations for ``G`` itself, not for ``G`` divided by its Frobenius norm, so the unclipped
+aggregation does not depend on the scale of ``J``.
 """
 
 import torch
@@ -53,7 +53,9 @@ def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
     cosines = cosines + torch.finfo(gramian.dtype).eps * identity
     # Start at the best multiple t 1 of the ones vector: t = sqrt(m / 1^T C 1).
     total = cosines.sum().clamp(min=1.0)
-    scaled = torch.full((m,), 1.0, dtype=gramian.dtype, device=gramian.device) * torch.sqrt(m / total)
+    scaled = torch.full((m,), 1.0, dtype=gramian.dtype, device=gramian.device) * torch.sqrt(
+        m / total
+    )
     for _ in range(n_iterations):
         inverse = 1.0 / scaled
         gradient = cosines @ scaled - inverse
@@ -61,7 +63,9 @@ def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
         newton_step = -torch.linalg.solve(hessian, gradient)
         decrement = torch.sqrt((-(gradient @ newton_step)).clamp(min=0.0))
         # Damped steps far from the solution, full (quadratically convergent) steps close to it.
-        step_size = torch.where(decrement < 0.25, torch.ones_like(decrement), 1.0 / (1.0 + decrement))
+        step_size = torch.where(
+            decrement < 0.25, torch.ones_like(decrement), 1.0 / (1.0 + decrement)
+        )
         scaled = scaled + step_size * newton_step
     return torch.where(is_nonzero, scaled / safe_norms, torch.zeros_like(scaled))
 
@@ -75,7 +79,9 @@ class _NashMTLWeighting(Weighting):
     def __init__(self, max_norm: float, update_weights_every: int, optim_niter: int):
         super().__init__()
         if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)):
-            raise TypeError(f"Parameter `max_norm` should be a float. Found `{type(max_norm).__name__}`.")
+            raise TypeError(
+                f"Parameter `max_norm` should be a float. Found `{type(max_norm).__name__}`."
+            )
         if not max_norm >= 0.0:
             raise ValueError(f"Parameter `max_norm` should be non-negative. Found `{max_norm}`.")
         _check_int_at_least_one(update_weights_every, "update_weights_every")
@@ -100,7 +106,9 @@ class _NashMTLWeighting(Weighting):
         # The stored weights have as many entries as the last matrix had rows: adopt their shape.
         key = prefix + "previous_weights"
         if key in state_dict:
-            self.previous_weights = torch.empty_like(state_dict[key], device=self.previous_weights.device)
+            self.previous_weights = torch.empty_like(
+                state_dict[key], device=self.previous_weights.device
+            )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
@@ -115,7 +123,9 @@ class _NashMTLWeighting(Weighting):
         if self.max_norm > 0.0:
             norm = torch.sqrt((weights @ gramian @ weights).clamp(min=0.0))
             safe_norm = torch.where(norm > self.max_norm, norm, torch.ones_like(norm))
-            weights = torch.where(norm > self.max_norm, weights * (self.max_norm / safe_norm), weights)
+            weights = torch.where(
+                norm > self.max_norm, weights * (self.max_norm / safe_norm), weights
+            )
         return weights
 
 
@@ -125,11 +135,12 @@ class NashMTL(GramianWeightedAggregator):
     norm ``max_norm``.
 
     Stateful: it counts its calls and keeps the last weights in buffers (``step``,
-    ``previous_weights``), so they follow ``.to(...)`` and ``state_dict``; :meth:`reset` forgets them.
+    ``previous_weights``), so they follow ``.to(...)`` and ``state_dict``; :meth:`reset` forgets
+    them.
     The weights are computed under ``torch.no_grad()``.
 
-    :param max_norm: Largest norm of the aggregation (the authors' gradient clipping); ``0`` disables
-        the clipping.
+    :param max_norm: Largest norm of the aggregation (the authors' gradient clipping); ``0``
+        disables the clipping.
     :param update_weights_every: Recompute the weights on one call out of this many, reusing the
         last weights on the others (the paper's speed-up).
     :param optim_niter: Number of Newton iterations of the solver.

@@ -39,7 +39,9 @@ class TrimmedMean(Aggregator):
                 f"Parameter `trim_number` should be an int. Found `{type(trim_number).__name__}`."
             )
         if trim_number < 0:
-            raise ValueError(f"Parameter `trim_number` should be non-negative. Found `{trim_number}`.")
+            raise ValueError(
+                f"Parameter `trim_number` should be non-negative. Found `{trim_number}`."
+            )
         self.trim_number = trim_number
 
     def extra_repr(self) -> str:

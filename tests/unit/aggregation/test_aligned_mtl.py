@@ -9,7 +9,9 @@ def _balance_matrix(matrix: torch.Tensor, scale_mode: str = "min") -> torch.Tens
     m = matrix.shape[0]
     gramian = matrix @ matrix.T
     columns = [
-        AlignedMTLWeighting(pref_vector=torch.eye(m, dtype=matrix.dtype)[i], scale_mode=scale_mode)(gramian)
+        AlignedMTLWeighting(pref_vector=torch.eye(m, dtype=matrix.dtype)[i], scale_mode=scale_mode)(
+            gramian
+        )
         for i in range(m)
     ]
     return torch.stack(columns, dim=1)
@@ -18,7 +20,9 @@ def _balance_matrix(matrix: torch.Tensor, scale_mode: str = "min") -> torch.Tens
 @mark.parametrize("seed", range(4))
 @mark.parametrize("shape", [(2, 5), (4, 6), (5, 3)])
 @mark.parametrize("scale_mode", ["min", "median", "rmse"])
-def test_aligned_rows_have_equal_singular_values(seed: int, shape: tuple[int, int], scale_mode: str):
+def test_aligned_rows_have_equal_singular_values(
+    seed: int, shape: tuple[int, int], scale_mode: str
+):
     torch.manual_seed(seed)
     matrix = torch.randn(*shape, dtype=torch.float64)
     aligned = _balance_matrix(matrix, scale_mode) @ matrix
@@ -55,9 +59,13 @@ def test_aligned_mtl_rank_deficient_matrix():
 def test_aligned_mtl_hand_computed_values():
     gramian = torch.tensor([[4.0, 0.0], [0.0, 1.0]])
     assert torch.allclose(AlignedMTLWeighting()(gramian), torch.tensor([0.5, 1.0]))
-    assert torch.allclose(AlignedMTLWeighting(scale_mode="median")(gramian), torch.tensor([0.5, 1.0]))
+    assert torch.allclose(
+        AlignedMTLWeighting(scale_mode="median")(gramian), torch.tensor([0.5, 1.0])
+    )
     rmse = 2.5**0.5
-    assert torch.allclose(AlignedMTLWeighting(scale_mode="rmse")(gramian), torch.tensor([rmse / 2, rmse]))
+    assert torch.allclose(
+        AlignedMTLWeighting(scale_mode="rmse")(gramian), torch.tensor([rmse / 2, rmse])
+    )
     # Orthonormal rows are already aligned: the weights are the preferences.
     preferences = torch.tensor([1.0, 2.0, 3.0])
     assert torch.allclose(AlignedMTLWeighting(pref_vector=preferences)(torch.eye(3)), preferences)

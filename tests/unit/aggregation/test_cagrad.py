@@ -17,7 +17,9 @@ def _dual_objective(weights: torch.Tensor, matrix: torch.Tensor, c: float) -> to
 def _dual_weights(result: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Recovers w* from the aggregation d* = g_0 + λ g_w* (w* sums to one)."""
     m = matrix.shape[0]
-    weights = torch.linalg.lstsq(matrix.T, (result - matrix.mean(dim=0)).unsqueeze(1)).solution[:, 0]
+    weights = torch.linalg.lstsq(matrix.T, (result - matrix.mean(dim=0)).unsqueeze(1)).solution[
+        :, 0
+    ]
     return weights / weights.sum() if m > 1 else torch.ones(1, dtype=matrix.dtype)
 
 
@@ -54,7 +56,9 @@ def test_cagrad_dual_beats_random_simplex_points_for_four_rows(seed: int):
     torch.manual_seed(seed)
     matrix = torch.randn(4, 6, dtype=torch.float64)
     result = CAGrad(norm_eps=0.0)(matrix)
-    samples = torch.distributions.Dirichlet(torch.full((4,), 0.5, dtype=torch.float64)).sample((20_000,))
+    samples = torch.distributions.Dirichlet(torch.full((4,), 0.5, dtype=torch.float64)).sample(
+        (20_000,)
+    )
     corners = torch.eye(4, dtype=torch.float64)
     values = _dual_objective(torch.cat([samples, corners]), matrix, 0.5)
     assert _dual_objective(_dual_weights(result, matrix), matrix, 0.5) <= values.min() + 1e-9
@@ -69,7 +73,9 @@ def test_cagrad_with_zero_radius_is_the_mean():
 def test_cagrad_hand_computed_values():
     # Symmetric orthonormal rows: w* = (1/2, 1/2), g_w* = g_0, so d* = (1 + c) g_0.
     matrix = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    assert torch.allclose(CAGrad(c=0.5, norm_eps=0.0)(matrix), torch.tensor([0.75, 0.75], dtype=torch.float64))
+    assert torch.allclose(
+        CAGrad(c=0.5, norm_eps=0.0)(matrix), torch.tensor([0.75, 0.75], dtype=torch.float64)
+    )
 
 
 def test_cagrad_is_scale_and_permutation_equivariant():

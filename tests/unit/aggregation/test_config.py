@@ -30,7 +30,9 @@ def test_config_cosines_follow_the_preference_vector():
 
 
 def test_config_hand_computed_values():
-    assert torch.allclose(ConFIG()(torch.tensor([[2.0, 0.0], [0.0, 1.0]])), torch.tensor([1.5, 1.5]))
+    assert torch.allclose(
+        ConFIG()(torch.tensor([[2.0, 0.0], [0.0, 1.0]])), torch.tensor([1.5, 1.5])
+    )
     # g_1 = (1, 0), g_2 = (1, 1): U⁺ 1 is the vector with U v = 1, i.e. v = (1, √2 - 1).
     matrix = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     direction = torch.tensor([1.0, 2**0.5 - 1], dtype=torch.float64)

@@ -34,7 +34,9 @@ def test_imtl_g_weights_sum_to_one():
 
 def test_imtl_g_hand_computed_values():
     # Orthogonal rows: α ∝ 1 / ||g_i||, so the result has equal coordinates on both unit rows.
-    assert torch.allclose(IMTLG()(torch.tensor([[2.0, 0.0], [0.0, 1.0]])), torch.tensor([2 / 3, 2 / 3]))
+    assert torch.allclose(
+        IMTLG()(torch.tensor([[2.0, 0.0], [0.0, 1.0]])), torch.tensor([2 / 3, 2 / 3])
+    )
     # Equal rows get equal weights.
     assert torch.allclose(IMTLG()(torch.tensor([[1.0, 2.0], [1.0, 2.0]])), torch.tensor([1.0, 2.0]))
 

@@ -8,14 +8,18 @@ def _krum_by_brute_force(matrix: torch.Tensor, n_byzantine: int, n_selected: int
     m = matrix.shape[0]
     scores = []
     for i in range(m):
-        distances = sorted(float((matrix[i] - matrix[j]).square().sum()) for j in range(m) if j != i)
+        distances = sorted(
+            float((matrix[i] - matrix[j]).square().sum()) for j in range(m) if j != i
+        )
         scores.append(sum(distances[: m - n_byzantine - 2]))
     selected = sorted(range(m), key=lambda i: (scores[i], i))[:n_selected]
     return matrix[selected].mean(dim=0)
 
 
 @mark.parametrize("seed", range(4))
-@mark.parametrize(["m", "n_byzantine", "n_selected"], [(3, 0, 1), (5, 1, 1), (7, 2, 3), (10, 3, 10), (6, 0, 4)])
+@mark.parametrize(
+    ["m", "n_byzantine", "n_selected"], [(3, 0, 1), (5, 1, 1), (7, 2, 3), (10, 3, 10), (6, 0, 4)]
+)
 def test_krum_matches_brute_force(seed: int, m: int, n_byzantine: int, n_selected: int):
     torch.manual_seed(seed)
     matrix = torch.randn(m, 4, dtype=torch.float64)
@@ -72,7 +76,10 @@ def test_krum_needs_enough_rows():
 def test_krum_repr_and_str():
     assert repr(Krum(n_byzantine=1)) == "Krum(n_byzantine=1, n_selected=1)"
     assert str(Krum(n_byzantine=1)) == "Krum"
-    assert repr(KrumWeighting(n_byzantine=2, n_selected=3)) == "KrumWeighting(n_byzantine=2, n_selected=3)"
+    assert (
+        repr(KrumWeighting(n_byzantine=2, n_selected=3))
+        == "KrumWeighting(n_byzantine=2, n_selected=3)"
+    )
     assert str(KrumWeighting(n_byzantine=2)) == "KrumWeighting"
 
 

@@ -24,7 +24,9 @@ def _min_norm_point_by_faces(matrix: torch.Tensor) -> torch.Tensor:
             rhs[size] = 1.0
             solution = torch.linalg.lstsq(system, rhs.unsqueeze(1)).solution.squeeze(1)
             weights = solution[:size]
-            if torch.any(weights < -1e-12) or not torch.isclose(weights.sum(), torch.ones(1, dtype=matrix.dtype)):
+            if torch.any(weights < -1e-12) or not torch.isclose(
+                weights.sum(), torch.ones(1, dtype=matrix.dtype)
+            ):
                 continue
             point = weights @ matrix[indices]
             if best is None or point.norm() < best.norm():
@@ -79,7 +81,9 @@ def test_mgda_hand_computed_values():
     assert torch.allclose(MGDA()(matrix), torch.tensor([0.4, 0.8]))
     # A row inside the hull closer to the origin than the others wins alone.
     matrix = torch.tensor([[1.0, 1.0], [1.0, 0.0], [2.0, -1.0]])
-    assert torch.allclose(MGDA(epsilon=1e-9, max_iters=1000)(matrix), torch.tensor([1.0, 0.0]), atol=1e-8)
+    assert torch.allclose(
+        MGDA(epsilon=1e-9, max_iters=1000)(matrix), torch.tensor([1.0, 0.0]), atol=1e-8
+    )
 
 
 def test_mgda_scaling_and_permutation():
@@ -110,7 +114,9 @@ def test_mgda_does_not_track_gradients_of_weights():
 def test_mgda_repr_and_str():
     assert repr(MGDA()) == "MGDA(epsilon=0.001, max_iters=100)"
     assert str(MGDA()) == "MGDA"
-    assert repr(MGDAWeighting(epsilon=0.1, max_iters=5)) == "MGDAWeighting(epsilon=0.1, max_iters=5)"
+    assert (
+        repr(MGDAWeighting(epsilon=0.1, max_iters=5)) == "MGDAWeighting(epsilon=0.1, max_iters=5)"
+    )
     assert str(MGDAWeighting()) == "MGDAWeighting"
 
 

@@ -26,7 +26,9 @@ def test_nash_mtl_weights_solve_the_bargaining_equations(seed: int, m: int):
 
 def test_nash_mtl_solves_ill_scaled_and_conflicting_problems():
     torch.manual_seed(0)
-    matrix = torch.randn(4, 6, dtype=torch.float64) * torch.tensor([[1e-3], [1.0], [1e2], [5.0]], dtype=torch.float64)
+    matrix = torch.randn(4, 6, dtype=torch.float64) * torch.tensor(
+        [[1e-3], [1.0], [1e2], [5.0]], dtype=torch.float64
+    )
     matrix[1] = -0.9 * matrix[0] + 0.01 * matrix[1]
     alpha = _weights(matrix, optim_niter=60)
     assert torch.allclose((matrix @ matrix.T) @ alpha, 1 / alpha, rtol=1e-8)
@@ -49,7 +51,9 @@ def test_nash_mtl_is_permutation_equivariant():
 
 def test_nash_mtl_hand_computed_values():
     # Orthogonal rows: α_i = 1 / ||g_i||. One row: α = 1 / ||g||.
-    assert torch.allclose(NashMTL(max_norm=0.0)(torch.tensor([[2.0, 0.0], [0.0, 4.0]])), torch.tensor([1.0, 1.0]))
+    assert torch.allclose(
+        NashMTL(max_norm=0.0)(torch.tensor([[2.0, 0.0], [0.0, 4.0]])), torch.tensor([1.0, 1.0])
+    )
     assert torch.allclose(_weights(torch.tensor([[3.0, 4.0]])), torch.tensor([0.2]))
 
 
