@@ -8,6 +8,7 @@ from torch.autograd.graph import GradientEdge
 from torch.utils.hooks import RemovableHandle
 
 from ._tree import flatten_tensors
+from ._units import MAY_MIX_SAMPLES as _MAY_MIX_SAMPLES
 from ._units import Call, Rows, Unit, make_unit, mixes_samples, record_call
 
 _METADATA_KEY = "torchjd.autogram"
@@ -92,7 +93,7 @@ class Engine:
 
         self.batch_dim = batch_dim
         self._units: list[Unit] = []
-        self._covered: list[nn.Module] = []
+        self._may_mix: list[nn.Module] = []
         seen_modules: set[int] = set()
         for index, module in enumerate(modules):
             prefix = type(module).__name__ if len(modules) == 1 else f"modules[{index}]"
@@ -121,14 +122,18 @@ class Engine:
 
     def _collect_units(self, module: nn.Module, name: str, seen: set[int]) -> None:
         if id(module) in seen:
-            return
+            return  # given twice, or inside a module given before
         seen.add(id(module))
-        self._covered.append(module)
+        if isinstance(module, _MAY_MIX_SAMPLES):
+            self._may_mix.append(module)
         if any(True for _ in module.parameters(recurse=False)):
             # A module that holds parameters is one unit with all its submodules' parameters, since
             # its forward may use them without calling the submodules (e.g. MultiheadAttention).
             self._units.append(make_unit(module, name))
-            self._covered.extend(module.modules())
+            for sub in module.modules():
+                if id(sub) not in seen and isinstance(sub, _MAY_MIX_SAMPLES):
+                    self._may_mix.append(sub)
+                seen.add(id(sub))
             return
         for child_name, child in module.named_children():
             self._collect_units(child, f"{name}.{child_name}", seen)
@@ -136,15 +141,14 @@ class Engine:
     def _check_no_mixing(self) -> None:
         if self.batch_dim is None:
             return
-        for module in self._covered:
-            for sub in module.modules():
-                if mixes_samples(sub):
-                    raise ValueError(
-                        f"Module {type(sub).__name__} couples the samples of a batch (batch "
-                        "statistics or frequency-scaled gradients), so per-sample objectives do not "
-                        "depend on their own sample only. Put it in eval mode, or create the "
-                        "`Engine` with `batch_dim=None`."
-                    )
+        for module in self._may_mix:
+            if mixes_samples(module):
+                raise ValueError(
+                    f"Module {type(module).__name__} couples the samples of a batch (batch "
+                    "statistics or frequency-scaled gradients), so per-sample objectives do not "
+                    "depend on their own sample only. Put it in eval mode, or create the `Engine` "
+                    "with `batch_dim=None`."
+                )
 
     def _make_hook(self, unit: Unit) -> Any:
         key = self._key

@@ -177,10 +177,12 @@ def _outer_product_gramian(a: Tensor, d: Tensor, with_ones: bool = False) -> Ten
         mixed = torch.einsum("bsct,clto->bsclo", a_gramian, d)
         return torch.einsum("bkso,bsclo->bkcl", d, mixed).reshape(r, r)
 
-    if with_ones:
-        a = torch.cat([a, a.new_ones(b, s, 1)], 2)
-    per_row = torch.einsum("bkso,bsi->bkoi", d, a)
-    return _gramian_of_rows(per_row)
+    # As a batched matmul on views, so that strided inputs (convolution patches) are not copied.
+    per_row = torch.matmul(d.transpose(2, 3).reshape(b, k * o, s), a).view(b, k, o * i)
+    gramian = _gramian_of_rows(per_row)
+    if with_ones:  # the bias rows, without copying the inputs to append a column of ones
+        gramian += _gramian_of_rows(d.sum(2))
+    return gramian
 
 
 class Unit(ABC):
@@ -262,19 +264,20 @@ class ConvUnit(Unit):
             if spatial == 1:
                 x = x.unsqueeze(2)
             patches = F.unfold(
-                x,
+                x.to(d.dtype),
                 kernel_size=_pair(conv.kernel_size, spatial),
                 dilation=_pair(conv.dilation, spatial),
                 padding=_pair_padding(conv.padding, spatial),
                 stride=_pair(conv.stride, spatial),
-            )  # [b * n, c_in * kernel, L]
-            patches = patches.transpose(1, 2).reshape(b, -1, groups, patches.shape[1] // groups)
-            positions = patches.shape[1]
-            d = d.reshape(b, k, -1, c_out, math.prod(d.shape[-spatial:]))  # [b, k, n, c_out, L]
-            d = d.transpose(3, 4).reshape(b, k, positions, groups, c_out // groups)
-            patches_list.append(patches)
-            grads_list.append(d)
-        a, d = _cat(patches_list, 1).to(grads_list[0].dtype), _cat(grads_list, 2)
+            )  # [b * n, c_in * kernel, L], n > 1 only without batch dimension
+            n, length = patches.shape[0] // b, patches.shape[2]
+            # Views (copies only when n > 1): patches [b, groups, n * L, c_in / groups * kernel]
+            # and output gradients [b, groups, k, n * L, c_out / groups], positions in (n, L) order.
+            patches = patches.view(b, n, groups, -1, length).permute(0, 2, 1, 4, 3)
+            patches_list.append(patches.reshape(b, groups, n * length, patches.shape[-1]))
+            d = d.reshape(b, k, n, groups, c_out // groups, length).permute(0, 3, 1, 2, 5, 4)
+            grads_list.append(d.reshape(b, groups, k, n * length, c_out // groups))
+        a, d = _cat(patches_list, 2), _cat(grads_list, 3)
 
         train_weight = conv.weight.requires_grad
         train_bias = conv.bias is not None and conv.bias.requires_grad
@@ -282,7 +285,7 @@ class ConvUnit(Unit):
         for g in range(groups):
             # The weight of a group only sees its input channels; the bias of its output channels
             # acts like one more constant input.
-            contribution = _linear_gramian(train_weight, train_bias, a[:, :, g], d[:, :, :, g])
+            contribution = _linear_gramian(train_weight, train_bias, a[:, g], d[:, g])
             if contribution is not None:
                 gramian = contribution if gramian is None else gramian + contribution
         return gramian
@@ -561,6 +564,8 @@ class MultiheadAttentionUnit(GenericUnit):
 
 
 _BATCH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
+# The module kinds whose mode can make them couple the samples of a batch.
+MAY_MIX_SAMPLES = (*_BATCH_STATISTICS, nn.Embedding)
 
 
 def mixes_samples(module: nn.Module) -> bool:

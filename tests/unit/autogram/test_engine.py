@@ -89,9 +89,10 @@ def test_frozen_after_construction_is_excluded() -> None:
     torch.testing.assert_close(engine.compute_gramian(losses), expected)
 
 
-def test_several_modules_and_duplicates() -> None:
+@pytest.mark.parametrize("select", [lambda m: (m[0], m[2], m[0]), lambda m: (m, m[0]), lambda m: (m[2], m)])
+def test_several_modules_duplicates_and_nested_modules_count_once(select) -> None:  # type: ignore[no-untyped-def]
     model = make_mlp()
-    engine = Engine(model[0], model[2], model[0])
+    engine = Engine(*select(model))
     losses = (model(torch.randn(5, 3, dtype=torch.float64)) ** 2).sum(1)
     torch.testing.assert_close(engine.compute_gramian(losses), dense_gramian(losses, list(model.parameters())))
 
