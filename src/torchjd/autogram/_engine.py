@@ -219,7 +219,10 @@ class Engine:
         else:
             rows = Rows(batched=False, num_samples=1, rows_per_sample=m)
 
-        found = self._find_calls(output)
+        # Units whose parameters are all frozen now contribute nothing: not asking for their output
+        # gradients also spares the backward pass below the last trainable layer.
+        trainable = {id(u) for u in self._units if any(p.requires_grad for p in u.parameters())}
+        found = [entry for entry in self._find_calls(output) if id(entry[1]) in trainable]
         gramian = torch.zeros(m, m, dtype=output.dtype, device=output.device)
         if not found:
             return gramian
