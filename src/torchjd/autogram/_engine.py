@@ -163,7 +163,7 @@ class Engine:
                 if node is None:
                     continue
                 if call is None:
-                    call = record_call(args, kwargs, output)
+                    call = record_call(args, kwargs, output, unit.keeps_outputs)
                 # The record lives in the metadata of the node that produced the output, so it
                 # dies with the graph; compute_gramian finds it by walking the graph.
                 node.metadata.setdefault(key, []).append((unit, call, index, tensor.output_nr))
@@ -233,7 +233,7 @@ class Engine:
         calls_by_unit: dict[int, tuple[Unit, list[Call]]] = {}
         for (_, unit, call, index, _), grad in zip(found, grads):
             if not call.output_grads:
-                call.output_grads = [None] * len(call.outputs)
+                call.output_grads = [None] * call.num_outputs
             call.output_grads[index] = grad
             unit_calls = calls_by_unit.setdefault(id(unit), (unit, []))[1]
             if all(c is not call for c in unit_calls):

@@ -49,7 +49,15 @@ class Call:
     """One recorded forward call of a unit: its detached inputs and outputs."""
 
     __slots__ = (
-        "args", "kwargs", "inputs", "input_versions", "outputs", "output_versions", "output_grads", "__weakref__"
+        "args",
+        "kwargs",
+        "inputs",
+        "input_versions",
+        "num_outputs",
+        "outputs",
+        "output_versions",
+        "output_grads",
+        "__weakref__",
     )
 
     def __init__(
@@ -57,13 +65,15 @@ class Call:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         inputs: list[Tensor],
+        num_outputs: int,
         outputs: list[Tensor],
     ) -> None:
         self.args = args
         self.kwargs = kwargs
         self.inputs = inputs  # the distinct tensors of args and kwargs, detached
         self.input_versions = [t._version for t in inputs]
-        self.outputs = outputs  # the tensors of the output, detached
+        self.num_outputs = num_outputs
+        self.outputs = outputs  # the tensors of the output, detached, if kept (else empty)
         self.output_versions = [t._version for t in outputs]
         # Filled by the engine for one computation: gradient rows with respect to each output
         # tensor, ``[rows, *output.shape]``, or None where the objectives do not reach it.
@@ -78,14 +88,19 @@ class Call:
         return args, kwargs
 
 
-def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Call:
-    """Detaches what a forward call needs to be replayed, keeping the identity of repeated inputs."""
+def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, keep_outputs: bool) -> Call:
+    """
+    Detaches what a forward call needs to be replayed, keeping the identity of repeated inputs.
+    Outputs are kept only if asked: holding them would keep activations alive that autograd may
+    not need.
+    """
 
-    outputs = [output.detach()] if isinstance(output, Tensor) else [t.detach() for t in flatten_tensors(output)]
+    output_tensors = [output] if isinstance(output, Tensor) else flatten_tensors(output)
+    outputs = [t.detach() for t in output_tensors] if keep_outputs else []
     if not kwargs and len(args) == 1 and isinstance(args[0], Tensor):
         # The common case (Linear, Conv, ...), kept cheap since it runs on every forward call.
         x = args[0].detach()
-        return Call((x,), {}, [x], outputs)
+        return Call((x,), {}, [x], len(output_tensors), outputs)
 
     detached: dict[int, Tensor] = {}
 
@@ -96,7 +111,7 @@ def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> C
 
     args = map_tensors(args, detach)
     kwargs = map_tensors(kwargs, detach)
-    return Call(args, kwargs, list(detached.values()), outputs)
+    return Call(args, kwargs, list(detached.values()), len(output_tensors), outputs)
 
 
 def _per_sample(tensor: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
@@ -187,6 +202,8 @@ def _outer_product_gramian(a: Tensor, d: Tensor, with_ones: bool = False) -> Ten
 
 class Unit(ABC):
     """A module whose parameters the engine covers, and how to get its share of the Gramian."""
+
+    keeps_outputs = False  # whether gramian() needs the recorded outputs
 
     def __init__(self, module: nn.Module, name: str) -> None:
         self.module = module
@@ -373,6 +390,8 @@ class GenericUnit(Unit):
     Gramian. Exact for any deterministic module; memory O(rows * parameters of the module).
     """
 
+    keeps_outputs = True  # to check that replaying reproduces them
+
     def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
         """Batch dimension of each input tensor, None for tensors shared by all samples."""
 
@@ -383,7 +402,7 @@ class GenericUnit(Unit):
         return dims
 
     def output_dims(self, call: Call, batch_dim: int) -> list[int]:
-        return [batch_dim] * len(call.outputs)
+        return [batch_dim] * call.num_outputs
 
     def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
         params = {
@@ -527,7 +546,7 @@ class RNNUnit(GenericUnit):
 
     def output_dims(self, call: Call, batch_dim: int) -> list[int]:
         sequence_dim = 0 if self.module.batch_first else 1
-        return [sequence_dim] + [1] * (len(call.outputs) - 1)
+        return [sequence_dim] + [1] * (call.num_outputs - 1)
 
 
 class MultiheadAttentionUnit(GenericUnit):
@@ -560,7 +579,7 @@ class MultiheadAttentionUnit(GenericUnit):
         return [known.get(id(tensor)) for tensor in call.inputs]
 
     def output_dims(self, call: Call, batch_dim: int) -> list[int]:
-        return [0 if self.module.batch_first else 1] + [0] * (len(call.outputs) - 1)
+        return [0 if self.module.batch_first else 1] + [0] * (call.num_outputs - 1)
 
 
 _BATCH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
