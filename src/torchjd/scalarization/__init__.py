@@ -21,8 +21,8 @@ from ._sum import Sum
 from ._uw import UW
 
 __all__ = [
-    "COSMOS",
     "Constant",
+    "COSMOS",
     "DWA",
     "FAMO",
     "GeometricMean",
@@ -30,9 +30,9 @@ __all__ = [
     "Mean",
     "PBI",
     "Random",
-    "STCH",
     "Scalarizer",
     "StatefulScalarizer",
+    "STCH",
     "Sum",
     "UW",
 ]

@@ -110,3 +110,21 @@ def test_follows_to_float64(scalarizer: Scalarizer):
         assert not tensor.is_floating_point() or tensor.dtype == torch.float64
     losses = torch.tensor([0.5, 1.5, 3.0], dtype=torch.float64)
     assert scalarizer(losses).dtype == torch.float64
+
+
+@mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@mark.parametrize("scalarizer", SCALARIZERS, ids=IDS)
+def test_runs_on_the_device_of_the_losses(scalarizer: Scalarizer):
+    device = torch.device("cuda")
+    scalarizer = copy.deepcopy(scalarizer).to(device)
+    losses = torch.tensor([0.5, 1.5, 3.0], device=device, requires_grad=True)
+    value = scalarizer(losses)
+    assert value.device.type == "cuda"
+    (gradient,) = torch.autograd.grad(value, losses)
+    assert gradient.device.type == "cuda"
+    if isinstance(scalarizer, DWA):
+        scalarizer.end_epoch()
+        assert scalarizer.loss_history.device.type == "cuda"
+    if isinstance(scalarizer, FAMO):
+        scalarizer.update(losses.detach() / 2)
+        assert scalarizer.logits.device.type == "cuda"
