@@ -209,3 +209,51 @@ def test_iwrm_training_decreases_every_loss_with_mean_weights() -> None:
         losses.backward(weights)
         optimizer.step()
     assert ((model(x) - y) ** 2).mean() < first.mean()
+
+
+class ScaledBlock(nn.Module):
+    """A module with a parameter of its own and a submodule, called with keyword arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.randn(3))
+        self.inner = nn.Linear(3, 3)
+
+    def forward(self, x: Tensor, factor: float = 2.0, shift: Tensor | None = None) -> Tensor:
+        return self.inner(x * self.scale * factor) + (0 if shift is None else shift)
+
+
+class CustomNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = ScaledBlock()
+        self.bilinear = nn.Bilinear(3, 3, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bilinear(self.block(x, factor=3.0, shift=torch.ones(3, dtype=x.dtype)), x)
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_custom_modules_with_keyword_arguments_and_two_inputs(batch_dim: int | None) -> None:
+    torch.manual_seed(0)
+    model = CustomNet().double()
+    engine = Engine(model, batch_dim=batch_dim)
+    output = model(torch.randn(BATCH, 3, dtype=torch.float64)) ** 2
+    expected = dense_gramian(output, list(model.parameters()))
+    torch.testing.assert_close(engine.compute_gramian(output), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_transformer_with_causal_and_padding_masks(batch_dim: int | None) -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True).double()
+    engine = Engine(layer, batch_dim=batch_dim)
+    padding = torch.zeros(BATCH, 4, dtype=torch.bool)
+    padding[:, 3] = True
+    padding[0, 2] = True
+    causal = nn.Transformer.generate_square_subsequent_mask(4, dtype=torch.float64).isinf()
+
+    x = torch.randn(BATCH, 4, 8, dtype=torch.float64)
+    output = layer(x, src_mask=causal, src_key_padding_mask=padding).sum((1, 2))
+    expected = dense_gramian(output, list(layer.parameters()))
+    torch.testing.assert_close(engine.compute_gramian(output), expected, rtol=1e-10, atol=1e-10)
