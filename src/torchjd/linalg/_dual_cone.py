@@ -1,0 +1,377 @@
+"""
+Projection onto the dual cone of the rows of a matrix, expressed in weight space.
+
+For a matrix ``J`` ``[m, n]`` with Gramian ``G = J J^T`` and a weight vector ``u`` ``[m]``, the
+projection of ``J^T u`` onto the dual cone ``{x : J x >= 0}`` is ``J^T v`` with
+
+``v = argmin_{v >= u} v^T G v``.
+
+This is the inner problem of UPGrad and DualProj. Its KKT conditions are ``v >= u``, ``G v >= 0``
+and ``(G v)_i (v_i - u_i) = 0`` for every ``i``.
+"""
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+
+def _check_inputs(gramian: Tensor, vectors: Tensor) -> None:
+    if not isinstance(gramian, Tensor):
+        raise TypeError(f"Parameter `gramian` should be a Tensor. Found `{type(gramian).__name__}`.")
+    if not isinstance(vectors, Tensor):
+        raise TypeError(f"Parameter `vectors` should be a Tensor. Found `{type(vectors).__name__}`.")
+    if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
+        raise ValueError(
+            f"Parameter `gramian` should be a square matrix [m, m]. Found shape {tuple(gramian.shape)}."
+        )
+    if vectors.dim() < 1 or vectors.shape[-1] != gramian.shape[0]:
+        raise ValueError(
+            f"Parameter `vectors` should have shape [..., m] with m = {gramian.shape[0]} (the size of "
+            f"`gramian`). Found shape {tuple(vectors.shape)}."
+        )
+
+
+class DualConeProjector(ABC):
+    """
+    Solves ``v = argmin_{v >= u} v^T G v`` for a PSD Gramian ``G`` ``[m, m]`` and a batch of ``u``.
+
+    Calling a projector with ``gramian`` ``[m, m]`` and ``vectors`` ``[..., m]`` returns the
+    solutions ``[..., m]``, one per vector, with the dtype and on the device of ``vectors``. The
+    comparison ``v >= u`` is elementwise. For ``G = J J^T``, ``J^T v`` is the projection of
+    ``J^T u`` onto the dual cone of the rows of ``J``.
+
+    Subclasses implement :meth:`solve`; calling the projector validates the shapes first.
+    """
+
+    def __call__(self, gramian: Tensor, vectors: Tensor) -> Tensor:
+        _check_inputs(gramian, vectors)
+        return self.solve(gramian, vectors)
+
+    @abstractmethod
+    def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
+        """Returns the solutions ``[..., m]`` for validated ``gramian`` ``[m, m]`` and ``vectors``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def default_kkt_tolerance(dtype: torch.dtype) -> float:
+    """
+    Returns the default relative KKT tolerance of :class:`ActiveSetDualConeProjector` for a dtype.
+
+    It is the square root of the machine epsilon of the computation dtype (at least float32):
+    about ``3.5e-4`` for float32 and ``1.5e-8`` for float64.
+    """
+
+    return math.sqrt(torch.finfo(_work_dtype(dtype)).eps)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+class ActiveSetDualConeProjector(DualConeProjector):
+    """
+    Batched, pure-torch solver of ``v = argmin_{v >= u} v^T G v``, exact up to a KKT tolerance.
+
+    The problem is first put in a scale-free form: with ``d = diag(G)`` (floored at ``eps * max(d)``)
+    and ``D = diag(d)``, the change of variables ``y = D^{1/2} v`` turns it into
+    ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal ``C = D^{-1/2} G D^{-1/2}``, so the
+    magnitude of ``G`` (``1e-30`` or ``1e30``) and the spread of its diagonal do not matter.
+
+    - ``m = 1`` has the closed form ``v = max(u, 0)``.
+    - ``m = 2`` has a closed form (the best of three candidates); for ``m = 3``, every active set
+      is tried at once and the best candidate is kept.
+    - Otherwise, ADMM iterations (one shared ``[m, m]`` inverse, one matrix product per iteration)
+      solve the whole batch; the vectors for which they do not reach the tolerance quickly are
+      finished by block principal pivoting (Júdice and Pires, 1994) in float64, a finite active-set
+      method that solves the exact reduced systems, on ``C + δ I`` with a tiny ridge ``δ``.
+
+    **Guarantee on exit.** With ``τ`` the tolerance, ``s = max_i G_ii`` and ``ν = max_i |v_i|``
+    (per vector): ``v >= u`` holds exactly, ``(G v)_i >= -τ s ν`` and
+    ``|(G v)_i (v_i - u_i)| <= τ s ν²`` for every ``i``. For a positive definite ``G`` the solution
+    is unique; for a singular one, any minimizer may be returned.
+
+    :param tolerance: The relative KKT tolerance ``τ``. ``None`` means
+        :func:`default_kkt_tolerance` of the dtype of ``vectors``.
+
+    >>> import torch
+    >>> from torchjd.linalg import ActiveSetDualConeProjector
+    >>> gramian = torch.tensor([[4., -2.], [-2., 4.]])
+    >>> ActiveSetDualConeProjector()(gramian, torch.eye(2))
+    tensor([[1.0000, 0.5000],
+            [0.5000, 1.0000]])
+    """
+
+    def __init__(self, tolerance: float | None = None):
+        if tolerance is not None:
+            if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+                raise TypeError(
+                    f"Parameter `tolerance` should be a float or None. Found `{type(tolerance).__name__}`."
+                )
+            if not 0.0 < tolerance < 1.0:
+                raise ValueError(f"Parameter `tolerance` should be in (0, 1). Found `{tolerance}`.")
+        self.tolerance = tolerance
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tolerance={self.tolerance})"
+
+    @torch.no_grad()
+    def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
+        m = gramian.shape[0]
+        batch_shape = vectors.shape[:-1]
+        out_dtype = vectors.dtype if vectors.is_floating_point() else gramian.dtype
+        dtype = _work_dtype(torch.promote_types(gramian.dtype, out_dtype))
+        tolerance = self.tolerance if self.tolerance is not None else default_kkt_tolerance(dtype)
+        u = vectors.reshape(-1, m).to(dtype=dtype, device=gramian.device)
+        if u.shape[0] == 0 or m == 0:
+            return vectors.new_zeros(vectors.shape, dtype=out_dtype)
+        if m == 1:
+            # g v² with v >= u: v = max(u, 0) is a minimizer whatever g >= 0 is.
+            return u.clamp(min=0.0).to(out_dtype).reshape(vectors.shape)
+
+        if m == 2:
+            return _solve_pair(gramian.to(dtype), u).to(out_dtype).reshape(vectors.shape)
+
+        correlation, root_d = _to_unit_diagonal(gramian.to(dtype))
+        lower = u * root_d  # the bound on y = D^{1/2} v
+
+        if m <= 3:
+            y = _solve_by_enumeration(correlation, lower, tolerance)
+        else:
+            y, converged = _solve_by_admm(correlation, lower, tolerance)
+            if not bool(converged.all()):
+                remaining = ~converged
+                pivoted = _solve_by_principal_pivoting(
+                    correlation, lower[remaining], y[remaining], tolerance
+                )
+                # Pivoting is exact in exact arithmetic but can stall on nearly singular Gramians:
+                # keep, for every vector, whichever of the two answers violates KKT the least.
+                better = _kkt_violation(correlation, pivoted, lower[remaining]) < _kkt_violation(
+                    correlation, y[remaining], lower[remaining]
+                )
+                y[remaining] = torch.where(better[:, None], pivoted, y[remaining])
+        # The bound is kept exactly, whatever the rounding of the division.
+        v = torch.maximum(y / root_d, u)
+        return v.to(dtype=out_dtype, device=vectors.device).reshape(*batch_shape, m)
+
+
+def _solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
+    """
+    Closed form for ``m = 2``. At the solution each coordinate minimizes the objective with the
+    other fixed: ``v_i = max(u_i, -G_ij v_j / G_ii)``. So if ``v_1 = u_1`` is active then
+    ``v = (u_1, max(u_2, -G_12 u_1 / G_22))``, symmetrically if ``v_2 = u_2`` is, and if neither is
+    then ``v = 0`` (feasible only when ``u <= 0``). All candidates are feasible, so the one with the
+    smallest ``v^T G v`` is a solution.
+    """
+
+    diagonal = torch.diagonal(gramian).clamp(min=0.0)
+    scale = diagonal.max()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    g = gramian / scale
+    g11, g12, _, g22 = g.flatten().unbind()
+    eps = torch.finfo(g.dtype).eps
+    u1, u2 = u.unbind(dim=1)
+    a2 = torch.maximum(u2, -g12 * u1 / g22.clamp(min=eps))
+    b1 = torch.maximum(u1, -g12 * u2 / g11.clamp(min=eps))
+    candidates = torch.stack([torch.stack([u1, a2], dim=1), torch.stack([b1, u2], dim=1)])  # [2, B, 2]
+    objectives = ((candidates @ g) * candidates).sum(dim=2)  # [2, B]
+    v = torch.where((objectives[0] <= objectives[1])[:, None], candidates[0], candidates[1])
+    zero_is_feasible = (u <= 0).all(dim=1, keepdim=True)
+    return torch.where(zero_is_feasible, torch.zeros_like(v), v)
+
+
+def _to_unit_diagonal(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """Returns ``C = D^{-1/2} G D^{-1/2}`` and ``D^{1/2}`` (as a vector ``[m]``), ``d`` floored."""
+
+    diagonal = torch.diagonal(gramian).clamp(min=0.0)
+    scale = diagonal.max()
+    # A zero Gramian gets scale 1, so that d is floored to eps (and C = 0) instead of 0.
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    eps = torch.finfo(gramian.dtype).eps
+    root_d = torch.sqrt(torch.maximum(diagonal, scale * eps))
+    # Dividing twice by sqrt(d) never forms d_i d_j, which overflows for a Gramian of scale 1e30.
+    correlation = gramian / root_d[:, None] / root_d[None, :]
+    correlation = (correlation + correlation.T) / 2.0
+    return correlation, root_d
+
+
+def _kkt_violation(correlation: Tensor, y: Tensor, lower: Tensor) -> Tensor:
+    """
+    Returns, for each row of ``y`` ``[B, m]`` (with ``y >= l``), the relative KKT violation of
+    ``min y^T C y, y >= l``: the largest of ``max(-(C y)_i, 0) / ν`` and
+    ``|(C y)_i (y_i - l_i)| / ν²``, with ``ν = max_i |y_i|``.
+    """
+
+    w = y @ correlation  # C y, C symmetric
+    nu = y.abs().amax(dim=1, keepdim=True)
+    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+    negative_part = (-w).clamp(min=0.0) / nu
+    complementarity = (w.abs() * (y - lower)) / (nu * nu)
+    return torch.maximum(negative_part, complementarity).amax(dim=1)
+
+
+# Subsets of {0, 1, 2} (as free-variable masks) for m = 2 and m = 3, built once per device/dtype.
+_SUBSET_CACHE: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
+
+
+def _subsets(m: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    key = (m, device, dtype)
+    if key not in _SUBSET_CACHE:
+        codes = torch.arange(2**m)
+        bits = (codes[:, None] >> torch.arange(m)[None, :]) & 1
+        _SUBSET_CACHE[key] = bits.to(device=device, dtype=dtype)
+    return _SUBSET_CACHE[key]
+
+
+def _solve_by_enumeration(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
+    """
+    Solves ``min y^T C y, y >= l`` for tiny ``m`` by trying every set ``F`` of free variables.
+
+    For a set ``F``: ``y_i = l_i`` outside ``F`` and ``C_FF y_F = -C_FA l_A``. The candidate with the
+    smallest KKT violation wins (for a positive definite ``C`` exactly one has none).
+    """
+
+    m = correlation.shape[0]
+    free = _subsets(m, correlation.device, correlation.dtype)  # [S, m]
+    eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
+    ridge = tolerance / 16.0
+    # [S, m, m]: C_FF (plus ridge) on the free block, identity elsewhere.
+    systems = (correlation + ridge * eye) * (free[:, :, None] * free[:, None, :]) + eye * (1 - free)[
+        :, None, :
+    ]
+    inverses = torch.linalg.inv(systems)  # [S, m, m], depends on C only
+    fixed = lower[None, :, :] * (1 - free)[:, None, :]  # [S, B, m]: l on the active set
+    rhs = -(fixed @ correlation) * free[:, None, :]  # -C_FA l_A, on F
+    y = fixed + rhs @ inverses.transpose(1, 2)  # [S, B, m]
+    w = y @ correlation
+    nu = y.abs().amax(dim=2, keepdim=True).clamp(min=torch.finfo(y.dtype).tiny)
+    violation = torch.maximum(
+        ((-w).clamp(min=0.0) * (1 - free)[:, None, :]).amax(dim=2),  # multipliers of A
+        ((lower - y).clamp(min=0.0) * free[:, None, :]).amax(dim=2),  # slack of F
+    ) / nu.squeeze(2)
+    best = violation.argmin(dim=0)  # [B]
+    return y.gather(0, best[None, :, None].expand(1, *y.shape[1:]))[0]
+
+
+def _solve_by_admm(
+    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 400
+) -> tuple[Tensor, Tensor]:
+    """
+    Runs over-relaxed ADMM on ``min y^T C y, y >= l`` for the batch ``l`` ``[B, m]``.
+
+    Splitting ``y = z`` with ``z >= l``, each iteration costs one product with the shared inverse
+    ``(C + ρ I)^{-1}``. ``ρ`` is rebalanced from the ratio of the primal and dual residuals (as in
+    OSQP), which costs a new ``[m, m]`` inverse. Returns ``z`` (which satisfies ``z >= l``) and
+    which rows reached the KKT tolerance.
+    """
+
+    m = correlation.shape[0]
+    rho = 1.0
+    alpha = 1.6
+    eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
+
+    def scaled_inverse(rho: float) -> Tensor:
+        inverse = torch.linalg.inv(correlation + rho * eye) * rho  # ρ (C + ρ I)^{-1}
+        return (inverse + inverse.T) / 2.0
+
+    inverse = scaled_inverse(rho)
+    z = lower.clamp(min=0.0)
+    dual = torch.zeros_like(lower)  # the scaled multiplier λ / ρ
+    # Stop a bit tighter than the tolerance so that rounding in the final check cannot fail it.
+    target = max(tolerance / 4.0, 50.0 * torch.finfo(lower.dtype).eps)
+    converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
+    check_every = 8
+    for iteration in range(1, max_iterations + 1):
+        x = (z - dual) @ inverse
+        x = alpha * x + (1.0 - alpha) * z
+        z_previous = z
+        z = torch.maximum(x + dual, lower)
+        dual = dual + x - z
+        if iteration % check_every == 0:
+            converged = _kkt_violation(correlation, z, lower) <= target
+            if bool(converged.all()):
+                break
+            primal = float((x - z).abs().max())
+            dual_residual = rho * float((z - z_previous).abs().max())
+            if primal > 0 and dual_residual > 0:
+                ratio = math.sqrt(primal / dual_residual)
+                if ratio > 5.0 or ratio < 0.2:
+                    new_rho = min(max(rho * ratio, 1e-6), 1e6)
+                    dual = dual * (rho / new_rho)
+                    rho = new_rho
+                    inverse = scaled_inverse(rho)
+    return z, converged
+
+
+def _solve_by_principal_pivoting(
+    correlation: Tensor, lower: Tensor, start: Tensor, tolerance: float
+) -> Tensor:
+    """
+    Solves ``min y^T C y, y >= l`` exactly by block principal pivoting, in float64.
+
+    Writing ``y = l + s``, the KKT conditions are the linear complementarity problem ``s >= 0``,
+    ``w = q + C s >= 0``, ``s^T w = 0`` with ``q = C l``. Each iteration guesses the free set ``F``,
+    solves ``C_FF s_F = -q_F`` for every vector at once (systems padded to the largest ``|F|``), and
+    flips the variables that violate a sign condition: all of them while the number of violations
+    decreases, else only the last one (Murty's rule, which terminates).
+    """
+
+    out_dtype = correlation.dtype
+    work_dtype = torch.float64 if correlation.device.type != "mps" else torch.float32
+    c = correlation.to(work_dtype)
+    lower = lower.to(work_dtype)
+    batch, m = lower.shape
+    ridge = tolerance / 16.0
+    c_ridged = c + ridge * torch.eye(m, dtype=work_dtype, device=c.device)
+    q = lower @ c_ridged
+    # Start from the active set that the warm start suggests (the min-function rule).
+    start = start.to(work_dtype)
+    free = (start - lower) > (start @ c_ridged)
+    nu = torch.maximum(lower.abs().amax(dim=1, keepdim=True), start.abs().amax(dim=1, keepdim=True))
+    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+    flip_tolerance = nu * (tolerance / 16.0)
+
+    best_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
+    chances = torch.full((batch,), 3, dtype=torch.long, device=c.device)
+    positions = torch.arange(m, device=c.device)
+    s = torch.zeros_like(lower)
+    for _ in range(10 + m // 4):
+        s = _solve_free_systems(c_ridged, q, free)
+        w = q + s @ c_ridged
+        infeasible = (free & (s < -flip_tolerance)) | (~free & (w < -flip_tolerance))
+        count = infeasible.sum(dim=1)
+        if not bool((count > 0).any()):
+            break
+        improved = count < best_count
+        best_count = torch.where(improved, count, best_count)
+        use_full = improved | (chances > 0)
+        chances = torch.where(improved, torch.full_like(chances, 3), chances - (~improved).long())
+        last = torch.where(infeasible, positions, -1).amax(dim=1, keepdim=True)
+        single = positions[None, :] == last
+        flips = torch.where(use_full[:, None], infeasible, single & infeasible)
+        free = free ^ flips
+    return (lower + s.clamp(min=0.0)).to(out_dtype)
+
+
+def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor) -> Tensor:
+    """Returns ``s`` ``[B, m]`` with ``s = 0`` off ``free`` and ``C_FF s_F = -q_F`` on it."""
+
+    batch, m = q.shape
+    sizes = free.sum(dim=1)
+    k = int(sizes.max())
+    s = torch.zeros_like(q)
+    if k == 0:
+        return s
+    # Free indices first (stable), so the first k columns hold every free index of every row.
+    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)[:, :k]  # [B, k]
+    valid = torch.arange(k, device=c.device)[None, :] < sizes[:, None]  # [B, k]
+    block = c[order[:, :, None], order[:, None, :]]  # [B, k, k]
+    both = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(k, dtype=c.dtype, device=c.device)
+    block = torch.where(both, block, eye.expand_as(block))
+    rhs = torch.where(valid, -q.gather(1, order), torch.zeros((), dtype=c.dtype, device=c.device))
+    solution, _ = torch.linalg.solve_ex(block, rhs)
+    return s.scatter(1, order, torch.where(valid, solution, torch.zeros_like(solution)))
