@@ -241,15 +241,17 @@ class Engine:
 
         self._recording = False
         try:
-            # Inputs and output gradients are detached, so no graph is built here; gradients stay
+            # Inputs and output gradients are detached, so no graph is built here; gradients are
             # enabled because some modules replayed by torch.func pick other kernels without them.
-            for unit, calls in calls_by_unit.values():
-                calls = [c for c in calls if any(g is not None for g in c.output_grads)]
-                if not calls:
-                    continue
-                contribution = unit.gramian(calls, rows, batch_dim if batch_dim is not None else 0)
-                if contribution is not None:
-                    gramian += contribution.to(gramian.dtype)
+            with torch.enable_grad():
+                for unit, calls in calls_by_unit.values():
+                    calls = [c for c in calls if any(g is not None for g in c.output_grads)]
+                    if not calls:
+                        continue
+                    dim = batch_dim if batch_dim is not None else 0
+                    contribution = unit.gramian(calls, rows, dim)
+                    if contribution is not None:
+                        gramian += contribution.to(gramian.dtype)
         finally:
             self._recording = True
             for _, calls in calls_by_unit.values():

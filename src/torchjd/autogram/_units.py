@@ -49,15 +49,15 @@ class Call:
     """One recorded forward call of a unit: its detached inputs and outputs."""
 
     __slots__ = (
-        "args",
-        "kwargs",
-        "inputs",
-        "input_versions",
-        "num_outputs",
-        "outputs",
-        "output_versions",
-        "output_grads",
         "__weakref__",
+        "args",
+        "input_versions",
+        "inputs",
+        "kwargs",
+        "num_outputs",
+        "output_grads",
+        "output_versions",
+        "outputs",
     )
 
     def __init__(
@@ -592,9 +592,7 @@ def mixes_samples(module: nn.Module) -> bool:
 
     if isinstance(module, _BATCH_STATISTICS):
         return module.training or not module.track_running_stats
-    if isinstance(module, nn.Embedding) and module.scale_grad_by_freq:
-        return True
-    return False
+    return isinstance(module, nn.Embedding) and module.scale_grad_by_freq
 
 
 def make_unit(module: nn.Module, name: str) -> Unit:

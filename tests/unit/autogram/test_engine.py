@@ -258,3 +258,15 @@ def test_layer_whose_batch_is_elsewhere_raises() -> None:
     output = linear(torch.randn(3, 2)).T.reshape(-1)[:2]  # 2 objectives, but the layer's batch is 3
     with pytest.raises(ValueError, match="batch size"):
         engine.compute_gramian(output)
+
+
+def test_compute_gramian_under_no_grad() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 1)).double()
+    engine = Engine(model)
+    losses = model(torch.randn(5, 3, dtype=torch.float64)).squeeze(1) ** 2
+    expected = dense_gramian(losses, list(model.parameters()))
+    with torch.no_grad():
+        gramian = engine.compute_gramian(losses)
+    torch.testing.assert_close(gramian, expected)
+    assert not gramian.requires_grad

@@ -2,8 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchjd.autogram import Engine
-from torchjd.autogram import _units
+from torchjd.autogram import Engine, _units
 from torchjd.autogram._units import _outer_product_gramian
 
 
