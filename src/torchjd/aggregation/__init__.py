@@ -4,8 +4,10 @@ from ._aggregator_bases import Aggregator, GramianWeightedAggregator, WeightedAg
 from ._aligned_mtl import AlignedMTL, AlignedMTLWeighting
 from ._cagrad import CAGrad, CAGradWeighting
 from ._config import ConFIG
+from ._constant import Constant, ConstantWeighting
 from ._cr_mogm import CRMOGM, CRMOGMWeighting
 from ._db_mtl import DBMTL
+from ._dualproj import DualProj, DualProjWeighting
 from ._excess_mtl import ExcessMTL, ExcessMTLWeighting
 from ._fairgrad import FairGrad, FairGradWeighting
 from ._graddrop import GradDrop
@@ -13,6 +15,7 @@ from ._gradnorm import GradNorm
 from ._gradvac import GradVac, GradVacWeighting
 from ._imtl_g import IMTLG, IMTLGWeighting
 from ._krum import Krum, KrumWeighting
+from ._mean import Mean, MeanWeighting
 from ._mgda import MGDA, MGDAWeighting
 from ._moco import MoCo
 from ._modo import MoDo, MoDoWeighting
@@ -21,7 +24,9 @@ from ._pcd import PCD, PCDWeighting
 from ._pcgrad import PCGrad, PCGradWeighting
 from ._random import Random, RandomWeighting
 from ._sdmgrad import SDMGrad, SDMGradWeighting
+from ._sum import Sum, SumWeighting
 from ._trimmed_mean import TrimmedMean
+from ._upgrad import UPGrad, UPGradWeighting
 from ._weighting_bases import Weighting
 
 __all__ = [
@@ -31,9 +36,13 @@ __all__ = [
     "CAGrad",
     "CAGradWeighting",
     "ConFIG",
+    "Constant",
+    "ConstantWeighting",
     "CRMOGM",
     "CRMOGMWeighting",
     "DBMTL",
+    "DualProj",
+    "DualProjWeighting",
     "ExcessMTL",
     "ExcessMTLWeighting",
     "FairGrad",
@@ -47,6 +56,8 @@ __all__ = [
     "IMTLGWeighting",
     "Krum",
     "KrumWeighting",
+    "Mean",
+    "MeanWeighting",
     "MGDA",
     "MGDAWeighting",
     "MoCo",
@@ -61,7 +72,11 @@ __all__ = [
     "RandomWeighting",
     "SDMGrad",
     "SDMGradWeighting",
+    "Sum",
+    "SumWeighting",
     "TrimmedMean",
+    "UPGrad",
+    "UPGradWeighting",
     "WeightedAggregator",
     "Weighting",
 ]

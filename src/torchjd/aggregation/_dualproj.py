@@ -1,0 +1,129 @@
+"""
+DualProj: the projection of the (preference-weighted) mean of the rows onto their dual cone.
+
+The projection step of `Gradient Episodic Memory for Continual Learning
+<https://arxiv.org/abs/1706.08840>`_ (GEM, Lopez-Paz and Ranzato, NeurIPS 2017), applied to the
+rows of the Jacobian. With ``p`` the preference weights (``1/m`` each by default):
+
+``A(J) = π_J(J^T p)``, ``π_J(x) = argmin_{y : J y >= 0} ||y - x||``.
+
+In weight space, ``π_J(J^T p) = J^T v`` with ``v = argmin_{v >= p} v^T G v``, ``G = J J^T``.
+"""
+
+import torch
+from torch import Tensor
+
+from torchjd.linalg import DualConeProjector
+
+from ._aggregator_bases import GramianWeightedAggregator
+from ._dual_cone_utils import (
+    check_non_negative_float,
+    check_pref_vector,
+    check_projector,
+    normalize_and_regularize,
+    preference_weights,
+)
+from ._weighting_bases import Weighting
+
+
+class DualProjWeighting(Weighting):
+    """
+    Weights ``w = argmin_{v >= p} v^T G v`` of the Gramian ``G`` ``[m, m]`` (DualProj).
+
+    ``G`` is first normalized by its trace (replaced by zeros if the trace is below ``norm_eps``)
+    and regularized into ``G / tr(G) + reg_eps I``. Runs under ``torch.no_grad()``.
+
+    :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
+    :param norm_eps: Below this trace, the Gramian is treated as zero.
+    :param reg_eps: The ridge added to the normalized Gramian.
+    :param projector: The solver of the projection. ``None`` means
+        :class:`~torchjd.linalg.ActiveSetDualConeProjector` with its default tolerance.
+
+    >>> import torch
+    >>> from torchjd.aggregation import DualProjWeighting
+    >>> weights = DualProjWeighting()(torch.tensor([[18., -22.], [-22., 38.]]))
+    >>> weights.round(decimals=4)
+    tensor([0.6109, 0.5000])
+    """
+
+    pref_vector: Tensor | None
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        norm_eps: float = 0.0001,
+        reg_eps: float = 0.0001,
+        projector: DualConeProjector | None = None,
+    ):
+        super().__init__()
+        check_pref_vector(pref_vector)
+        check_non_negative_float(norm_eps, "norm_eps")
+        check_non_negative_float(reg_eps, "reg_eps")
+        self.register_buffer("pref_vector", None if pref_vector is None else pref_vector.detach().clone())
+        self.norm_eps = norm_eps
+        self.reg_eps = reg_eps
+        self.projector = check_projector(projector)
+
+    def extra_repr(self) -> str:
+        return (
+            f"pref_vector={self.pref_vector!r}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}, "
+            f"projector={self.projector!r}"
+        )
+
+    @torch.no_grad()
+    def compute_weights(self, stat: Tensor) -> Tensor:
+        preferences = preference_weights(self.pref_vector, stat)
+        gramian = normalize_and_regularize(stat, self.norm_eps, self.reg_eps)
+        return self.projector(gramian, preferences)
+
+
+class DualProj(GramianWeightedAggregator):
+    """
+    Aggregates the rows into the projection of their (preference-weighted) mean onto the dual cone
+    of the rows (GEM's projection, arXiv 1706.08840): ``A(J) = π_J(J^T p)``.
+
+    The result has a non-negative inner product with every row. See :class:`DualProjWeighting` for
+    the weights.
+
+    :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
+    :param norm_eps: Below this trace, the Gramian is treated as zero.
+    :param reg_eps: The ridge added to the trace-normalized Gramian.
+    :param projector: The solver of the projection. ``None`` means
+        :class:`~torchjd.linalg.ActiveSetDualConeProjector` with its default tolerance.
+
+    >>> import torch
+    >>> from torchjd.aggregation import DualProj
+    >>> A = DualProj()
+    >>> A
+    DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001, projector=ActiveSetDualConeProjector(tolerance=None))
+    >>> A(torch.tensor([[-4., 1., 1.], [6., 1., 1.]])).round(decimals=4)
+    tensor([0.5563, 1.1109, 1.1109])
+    """
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        norm_eps: float = 0.0001,
+        reg_eps: float = 0.0001,
+        projector: DualConeProjector | None = None,
+    ):
+        super().__init__(DualProjWeighting(pref_vector, norm_eps, reg_eps, projector))
+
+    @property
+    def pref_vector(self) -> Tensor | None:
+        return self.weighting.pref_vector
+
+    @property
+    def norm_eps(self) -> float:
+        return self.weighting.norm_eps
+
+    @property
+    def reg_eps(self) -> float:
+        return self.weighting.reg_eps
+
+    @property
+    def projector(self) -> DualConeProjector:
+        return self.weighting.projector
+
+    def extra_repr(self) -> str:
+        return self.weighting.extra_repr()

@@ -1,0 +1,135 @@
+"""
+UPGrad: the average of the projections of every row onto the dual cone of all the rows.
+
+From `Jacobian Descent For Multi-Objective Optimization <https://arxiv.org/abs/2406.16232>`_
+(Quinton and Rey, 2024). With ``p`` the preference weights (``1/m`` each by default), the
+aggregation is
+
+``A(J) = Σ_i π_J(p_i J_i)``, ``π_J(x) = argmin_{y : J y >= 0} ||y - x||``,
+
+the projection onto the dual cone of the rows. In weight space, ``π_J(J^T u) = J^T v`` with
+``v = argmin_{v >= u} v^T G v`` and ``G = J J^T``, so the weights are
+``w = Σ_i v^{(i)}`` with ``u^{(i)} = p_i e_i``. ``A(J)`` never conflicts with a row
+(``J A(J) >= 0``) and, for ``p = 1/m``, it is the mean when no pair of rows conflicts.
+"""
+
+import torch
+from torch import Tensor
+
+from torchjd.linalg import DualConeProjector
+
+from ._aggregator_bases import GramianWeightedAggregator
+from ._dual_cone_utils import (
+    check_non_negative_float,
+    check_pref_vector,
+    check_projector,
+    normalize_and_regularize,
+    preference_weights,
+)
+from ._weighting_bases import Weighting
+
+
+class UPGradWeighting(Weighting):
+    """
+    Weights ``w = Σ_i argmin_{v >= p_i e_i} v^T G v`` of the Gramian ``G`` ``[m, m]`` (UPGrad).
+
+    ``G`` is first normalized by its trace (replaced by zeros if the trace is below ``norm_eps``)
+    and regularized into ``G / tr(G) + reg_eps I``; the ``m`` projections are then solved in one
+    batched call of ``projector``. Runs under ``torch.no_grad()``.
+
+    :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
+    :param norm_eps: Below this trace, the Gramian is treated as zero.
+    :param reg_eps: The ridge added to the normalized Gramian.
+    :param projector: The solver of the projections. ``None`` means
+        :class:`~torchjd.linalg.ActiveSetDualConeProjector` with its default tolerance.
+
+    >>> import torch
+    >>> from torchjd.aggregation import UPGradWeighting
+    >>> weights = UPGradWeighting()(torch.tensor([[18., -22.], [-22., 38.]]))
+    >>> weights.round(decimals=4)
+    tensor([1.1109, 0.7894])
+    """
+
+    pref_vector: Tensor | None
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        norm_eps: float = 0.0001,
+        reg_eps: float = 0.0001,
+        projector: DualConeProjector | None = None,
+    ):
+        super().__init__()
+        check_pref_vector(pref_vector)
+        check_non_negative_float(norm_eps, "norm_eps")
+        check_non_negative_float(reg_eps, "reg_eps")
+        self.register_buffer("pref_vector", None if pref_vector is None else pref_vector.detach().clone())
+        self.norm_eps = norm_eps
+        self.reg_eps = reg_eps
+        self.projector = check_projector(projector)
+
+    def extra_repr(self) -> str:
+        return (
+            f"pref_vector={self.pref_vector!r}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}, "
+            f"projector={self.projector!r}"
+        )
+
+    @torch.no_grad()
+    def compute_weights(self, stat: Tensor) -> Tensor:
+        preferences = preference_weights(self.pref_vector, stat)
+        gramian = normalize_and_regularize(stat, self.norm_eps, self.reg_eps)
+        # Row i of the batch is the bound u^(i) = p_i e_i of the i-th projection.
+        solutions = self.projector(gramian, torch.diag(preferences))
+        return solutions.sum(dim=0)
+
+
+class UPGrad(GramianWeightedAggregator):
+    """
+    Aggregates the rows into the sum of their preference-weighted projections onto the dual cone of
+    all the rows (UPGrad, arXiv 2406.16232): ``A(J) = Σ_i π_J(p_i J_i)``.
+
+    The result has a non-negative inner product with every row, so a step along it does not
+    increase any objective to first order. See :class:`UPGradWeighting` for the weights.
+
+    :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
+    :param norm_eps: Below this trace, the Gramian is treated as zero.
+    :param reg_eps: The ridge added to the trace-normalized Gramian.
+    :param projector: The solver of the projections. ``None`` means
+        :class:`~torchjd.linalg.ActiveSetDualConeProjector` with its default tolerance.
+
+    >>> import torch
+    >>> from torchjd.aggregation import UPGrad
+    >>> A = UPGrad()
+    >>> A
+    UPGrad(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001, projector=ActiveSetDualConeProjector(tolerance=None))
+    >>> A(torch.tensor([[-4., 1., 1.], [6., 1., 1.]])).round(decimals=4)
+    tensor([0.2929, 1.9004, 1.9004])
+    """
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        norm_eps: float = 0.0001,
+        reg_eps: float = 0.0001,
+        projector: DualConeProjector | None = None,
+    ):
+        super().__init__(UPGradWeighting(pref_vector, norm_eps, reg_eps, projector))
+
+    @property
+    def pref_vector(self) -> Tensor | None:
+        return self.weighting.pref_vector
+
+    @property
+    def norm_eps(self) -> float:
+        return self.weighting.norm_eps
+
+    @property
+    def reg_eps(self) -> float:
+        return self.weighting.reg_eps
+
+    @property
+    def projector(self) -> DualConeProjector:
+        return self.weighting.projector
+
+    def extra_repr(self) -> str:
+        return self.weighting.extra_repr()
