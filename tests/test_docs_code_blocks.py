@@ -5,6 +5,10 @@ Every fenced block opened with ```python in a Markdown file under docs/ is execu
 one page run in order in one fresh namespace (a later block may use what an earlier one defined),
 in a temporary working directory, after ``torch.manual_seed(0)``. Other fences (```, ```bash, ...)
 are not run. Tracebacks point at the page and the line of the Markdown file.
+
+A page whose code needs an optional package says so with a comment such as
+``<!-- requires: lightning -->`` (several modules separated by commas); its test is skipped, with
+that reason, when one of them cannot be imported.
 """
 
 import re
@@ -13,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pytest import MonkeyPatch, mark, raises
+from pytest import MonkeyPatch, importorskip, mark, raises
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
+_REQUIRES = re.compile(r"<!--\s*requires:\s*(?P<modules>[\w.,\s]+?)\s*-->")
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)[ \t]*(?P<info>[^\n`]*)$")
 
 
@@ -55,6 +60,17 @@ def extract_python_blocks(markdown: str) -> list[CodeBlock]:
     return blocks
 
 
+def required_modules(markdown: str) -> list[str]:
+    """Returns the modules named by the ``<!-- requires: ... -->`` comments of a Markdown text."""
+
+    return [
+        module.strip()
+        for match in _REQUIRES.finditer(markdown)
+        for module in match["modules"].split(",")
+        if module.strip()
+    ]
+
+
 def run_page(page: Path) -> None:
     """Executes the Python blocks of ``page`` in order, in one fresh namespace."""
 
@@ -70,6 +86,8 @@ PAGES = sorted(DOCS_DIR.rglob("*.md"))
 
 @mark.parametrize("page", PAGES, ids=[str(page.relative_to(DOCS_DIR)) for page in PAGES])
 def test_docs_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: MonkeyPatch):
+    for module in required_modules(page.read_text(encoding="utf-8")):
+        importorskip(module, reason=f"{page.name} needs the optional package `{module}`")
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     run_page(page)
@@ -123,3 +141,9 @@ def test_run_page_reports_the_markdown_line_of_a_failure(tmp_path: Path):
     frame = info.traceback[-1]
     assert Path(str(frame.path)) == page
     assert frame.lineno + 1 == 8  # pytest's line numbers are 0-based
+
+
+def test_required_modules_reads_every_requires_comment():
+    markdown = "<!-- requires: lightning -->\n# Title\n<!--requires: a.b, c -->\n<!-- other -->\n"
+    assert required_modules(markdown) == ["lightning", "a.b", "c"]
+    assert required_modules("# Title\n\nNo requirement.\n") == []
