@@ -79,5 +79,7 @@ def _worker(
     try:
         result = function(rank, world_size)
         torch.save(result, _result_path(directory, rank))
+        # Tearing gloo down while a peer still talks to it can abort a rank: leave together.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
