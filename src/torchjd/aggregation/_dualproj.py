@@ -31,7 +31,7 @@ class DualProjWeighting(Weighting):
     Weights ``w = argmin_{v >= p} v^T G v`` of the Gramian ``G`` ``[m, m]`` (DualProj).
 
     ``G`` is first normalized by its trace (replaced by zeros if the trace is below ``norm_eps``)
-    and regularized into ``G / tr(G) + reg_eps I``. Runs under ``torch.no_grad()``.
+    and regularized into ``G / tr(G) + reg_eps I``. They are not differentiated through (the Gramian is detached).
 
     :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
     :param norm_eps: Below this trace, the Gramian is treated as zero.
@@ -70,8 +70,8 @@ class DualProjWeighting(Weighting):
             f"projector={self.projector!r}"
         )
 
-    @torch.no_grad()
     def compute_weights(self, stat: Tensor) -> Tensor:
+        stat = stat.detach()  # the weights are not differentiated through
         preferences = preference_weights(self.pref_vector, stat)
         gramian = normalize_and_regularize(stat, self.norm_eps, self.reg_eps)
         return self.projector(gramian, preferences)

@@ -16,7 +16,7 @@ the projection onto the dual cone of the rows. In weight space, ``π_J(J^T u) = 
 import torch
 from torch import Tensor
 
-from torchjd.linalg import DualConeProjector
+from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._dual_cone_utils import (
@@ -35,7 +35,7 @@ class UPGradWeighting(Weighting):
 
     ``G`` is first normalized by its trace (replaced by zeros if the trace is below ``norm_eps``)
     and regularized into ``G / tr(G) + reg_eps I``; the ``m`` projections are then solved in one
-    batched call of ``projector``. Runs under ``torch.no_grad()``.
+    batched call of ``projector``. They are not differentiated through (the Gramian is detached).
 
     :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
     :param norm_eps: Below this trace, the Gramian is treated as zero.
@@ -74,13 +74,37 @@ class UPGradWeighting(Weighting):
             f"projector={self.projector!r}"
         )
 
-    @torch.no_grad()
     def compute_weights(self, stat: Tensor) -> Tensor:
+        stat = stat.detach()  # the weights are not differentiated through
         preferences = preference_weights(self.pref_vector, stat)
+        if (
+            stat.shape[0] == 2
+            and self.pref_vector is None
+            and type(self.projector) is ActiveSetDualConeProjector
+        ):
+            return _two_row_weights(stat, preferences, self.norm_eps, self.reg_eps)
         gramian = normalize_and_regularize(stat, self.norm_eps, self.reg_eps)
         # Row i of the batch is the bound u^(i) = p_i e_i of the i-th projection.
         solutions = self.projector(gramian, torch.diag(preferences))
         return solutions.sum(dim=0)
+
+
+def _two_row_weights(gramian: Tensor, preferences: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
+    """
+    Closed form of the UPGrad weights for ``m = 2`` and preferences ``p >= 0``, in a few operations.
+
+    With ``H = G / tr(G) + reg_eps I`` the projection of ``u = p_1 e_1`` is
+    ``v = (p_1, p_1 max(0, -H_12) / H_22)``: once ``v_1 = p_1`` is fixed, ``v_2`` minimizes
+    ``v^T H v`` over ``v_2 >= 0``, and ``v_1`` cannot go below its bound while lowering the objective.
+    Symmetrically for ``u = p_2 e_2``, so ``w = p + flip(p) max(0, -H_12) / diag(H)``.
+    """
+
+    diagonal = torch.diagonal(gramian)
+    trace = diagonal.sum()
+    # H_12 / H_ii = G_12 / (G_ii + reg_eps tr(G)), and H_12 = 0 when G is treated as zero.
+    conflict = torch.where(trace >= norm_eps, (-gramian[0, 1]).clamp(min=0.0), 0.0)
+    denominator = (diagonal + reg_eps * trace).clamp(min=torch.finfo(gramian.dtype).tiny)
+    return torch.addcmul(preferences, preferences.flip(0), conflict / denominator)
 
 
 class UPGrad(GramianWeightedAggregator):
