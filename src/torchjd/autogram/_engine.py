@@ -59,6 +59,7 @@ class Engine:
 
     >>> import torch
     >>> from torch import nn
+    >>> from torchjd.aggregation import UPGradWeighting
     >>> from torchjd.autogram import Engine
     >>>
     >>> _ = torch.manual_seed(0)
@@ -69,7 +70,7 @@ class Engine:
     >>> gramian = engine.compute_gramian(losses)  # [8, 8], J @ J.T
     >>> gramian.shape
     torch.Size([8, 8])
-    >>> weights = torch.ones(8) / 8  # any weighting of the Gramian goes here
+    >>> weights = UPGradWeighting()(gramian)  # [8]
     >>> losses.backward(weights)  # the graph is still there: a weighted backward pass
     >>> model[0].weight.grad.shape
     torch.Size([4, 3])
