@@ -319,7 +319,7 @@ def _backpropagate(output: Tensor, edges: list[GradientEdge], grad_rows: Tensor)
                 output, edges, grad_rows, retain_graph=True, allow_unused=True, is_grads_batched=True
             )
         return list(grads)
-    except RuntimeError as error:
+    except (RuntimeError, NotImplementedError) as error:
         global _warned_fallback
         if not _warned_fallback:
             _warned_fallback = True
