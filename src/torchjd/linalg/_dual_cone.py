@@ -82,8 +82,7 @@ class ActiveSetDualConeProjector(DualConeProjector):
     magnitude of ``G`` (``1e-30`` or ``1e30``) and the spread of its diagonal do not matter.
 
     - ``m = 1`` has the closed form ``v = max(u, 0)``.
-    - ``m = 2`` has a closed form (the best of three candidates); for ``m = 3``, every active set
-      is tried at once and the best candidate is kept.
+    - ``m = 2`` has a closed form (the best of three candidates).
     - Otherwise, ADMM iterations (one shared ``[m, m]`` inverse, one matrix product per iteration)
       solve the whole batch; the vectors for which they do not reach the tolerance quickly are
       finished by block principal pivoting (Júdice and Pires, 1994) in float64, a finite active-set
@@ -140,21 +139,14 @@ class ActiveSetDualConeProjector(DualConeProjector):
         correlation, root_d = _to_unit_diagonal(gramian.to(dtype))
         lower = u * root_d  # the bound on y = D^{1/2} v
 
-        if m <= 3:
-            y = _solve_by_enumeration(correlation, lower, tolerance)
-        else:
-            y, converged = _solve_by_admm(correlation, lower, tolerance)
-            if not bool(converged.all()):
-                remaining = ~converged
-                pivoted = _solve_by_principal_pivoting(
-                    correlation, lower[remaining], y[remaining], tolerance
-                )
-                # Pivoting is exact in exact arithmetic but can stall on nearly singular Gramians:
-                # keep, for every vector, whichever of the two answers violates KKT the least.
-                better = _kkt_violation(correlation, pivoted, lower[remaining]) < _kkt_violation(
-                    correlation, y[remaining], lower[remaining]
-                )
-                y[remaining] = torch.where(better[:, None], pivoted, y[remaining])
+        y, converged = _solve_by_admm(correlation, lower, tolerance)
+        if not bool(converged.all()):
+            # ADMM is fast on well-conditioned Gramians only; finish the others exactly. Pivoting
+            # returns, per vector, the better of its warm start and its own iterates.
+            remaining = ~converged
+            y[remaining] = _solve_by_principal_pivoting(
+                correlation, lower[remaining], y[remaining], tolerance
+            )
         # The bound is kept exactly, whatever the rounding of the division.
         v = torch.maximum(y / root_d, u)
         return v.to(dtype=out_dtype, device=vectors.device).reshape(*batch_shape, m)
@@ -215,49 +207,6 @@ def _kkt_violation(correlation: Tensor, y: Tensor, lower: Tensor) -> Tensor:
     return torch.maximum(negative_part, complementarity).amax(dim=1)
 
 
-# Subsets of {0, 1, 2} (as free-variable masks) for m = 2 and m = 3, built once per device/dtype.
-_SUBSET_CACHE: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
-
-
-def _subsets(m: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    key = (m, device, dtype)
-    if key not in _SUBSET_CACHE:
-        codes = torch.arange(2**m)
-        bits = (codes[:, None] >> torch.arange(m)[None, :]) & 1
-        _SUBSET_CACHE[key] = bits.to(device=device, dtype=dtype)
-    return _SUBSET_CACHE[key]
-
-
-def _solve_by_enumeration(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
-    """
-    Solves ``min y^T C y, y >= l`` for tiny ``m`` by trying every set ``F`` of free variables.
-
-    For a set ``F``: ``y_i = l_i`` outside ``F`` and ``C_FF y_F = -C_FA l_A``. The candidate with the
-    smallest KKT violation wins (for a positive definite ``C`` exactly one has none).
-    """
-
-    m = correlation.shape[0]
-    free = _subsets(m, correlation.device, correlation.dtype)  # [S, m]
-    eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
-    ridge = tolerance / 16.0
-    # [S, m, m]: C_FF (plus ridge) on the free block, identity elsewhere.
-    systems = (correlation + ridge * eye) * (free[:, :, None] * free[:, None, :]) + eye * (1 - free)[
-        :, None, :
-    ]
-    inverses = torch.linalg.inv(systems)  # [S, m, m], depends on C only
-    fixed = lower[None, :, :] * (1 - free)[:, None, :]  # [S, B, m]: l on the active set
-    rhs = -(fixed @ correlation) * free[:, None, :]  # -C_FA l_A, on F
-    y = fixed + rhs @ inverses.transpose(1, 2)  # [S, B, m]
-    w = y @ correlation
-    nu = y.abs().amax(dim=2, keepdim=True).clamp(min=torch.finfo(y.dtype).tiny)
-    violation = torch.maximum(
-        ((-w).clamp(min=0.0) * (1 - free)[:, None, :]).amax(dim=2),  # multipliers of A
-        ((lower - y).clamp(min=0.0) * free[:, None, :]).amax(dim=2),  # slack of F
-    ) / nu.squeeze(2)
-    best = violation.argmin(dim=0)  # [B]
-    return y.gather(0, best[None, :, None].expand(1, *y.shape[1:]))[0]
-
-
 def _solve_by_admm(
     correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 400
 ) -> tuple[Tensor, Tensor]:
@@ -313,50 +262,68 @@ def _solve_by_principal_pivoting(
     correlation: Tensor, lower: Tensor, start: Tensor, tolerance: float
 ) -> Tensor:
     """
-    Solves ``min y^T C y, y >= l`` exactly by block principal pivoting, in float64.
+    Solves ``min y^T C y, y >= l`` by proximal block principal pivoting, in float64.
 
-    Writing ``y = l + s``, the KKT conditions are the linear complementarity problem ``s >= 0``,
-    ``w = q + C s >= 0``, ``s^T w = 0`` with ``q = C l``. Each iteration guesses the free set ``F``,
-    solves ``C_FF s_F = -q_F`` for every vector at once (systems padded to the largest ``|F|``), and
-    flips the variables that violate a sign condition: all of them while the number of violations
-    decreases, else only the last one (Murty's rule, which terminates).
+    A singular ``C`` makes pivoting on ``C`` itself numerically fragile, so each outer iteration
+    solves the well-conditioned proximal problem ``min y^T C y + δ ||y - y_k||², y >= l`` exactly,
+    with ``δ`` decreasing from ``1e-3``. Its minimizer ``y_{k+1}`` converges to a minimizer of the
+    original problem (proximal point method), and the active set rarely changes between outer
+    iterations, so warm-started pivoting needs one or two solves each.
+
+    Writing ``y = l + s`` and ``M = C + δ I``, the proximal problem is the linear complementarity
+    problem ``s >= 0``, ``w = q + M s >= 0``, ``s^T w = 0`` with ``q = M l - δ y_k``. Pivoting guesses
+    the free set ``F``, solves ``M_FF s_F = -q_F`` for every vector at once (systems padded to the
+    largest ``|F|``) and flips the variables that violate a sign condition: all of them while the
+    number of violations decreases, else only the last one (Murty's rule, which terminates for a
+    positive definite ``M``). Returns, per vector, the iterate with the smallest KKT violation.
     """
 
     out_dtype = correlation.dtype
     work_dtype = torch.float64 if correlation.device.type != "mps" else torch.float32
+    eps = torch.finfo(work_dtype).eps
     c = correlation.to(work_dtype)
     lower = lower.to(work_dtype)
     batch, m = lower.shape
-    ridge = tolerance / 16.0
-    c_ridged = c + ridge * torch.eye(m, dtype=work_dtype, device=c.device)
-    q = lower @ c_ridged
-    # Start from the active set that the warm start suggests (the min-function rule).
-    start = start.to(work_dtype)
-    free = (start - lower) > (start @ c_ridged)
-    nu = torch.maximum(lower.abs().amax(dim=1, keepdim=True), start.abs().amax(dim=1, keepdim=True))
-    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
-    flip_tolerance = nu * (tolerance / 16.0)
-
-    best_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
-    chances = torch.full((batch,), 3, dtype=torch.long, device=c.device)
+    eye = torch.eye(m, dtype=work_dtype, device=c.device)
     positions = torch.arange(m, device=c.device)
-    s = torch.zeros_like(lower)
-    for _ in range(10 + m // 4):
-        s = _solve_free_systems(c_ridged, q, free)
-        w = q + s @ c_ridged
-        infeasible = (free & (s < -flip_tolerance)) | (~free & (w < -flip_tolerance))
-        count = infeasible.sum(dim=1)
-        if not bool((count > 0).any()):
+
+    y = torch.maximum(start.to(work_dtype), lower)
+    best_y = y
+    best_violation = _kkt_violation(c, y, lower)
+    free = (y - lower) > (y @ c)  # the min-function guess of the free set
+    for outer in range(12):
+        delta = max(1e-3 * 0.2**outer, tolerance / 16.0)
+        matrix = c + delta * eye
+        q = lower @ matrix - delta * y
+        nu = torch.maximum(lower.abs().amax(dim=1, keepdim=True), y.abs().amax(dim=1, keepdim=True))
+        nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+        # Below this, a negative s_i or w_i is indistinguishable from rounding in the solves.
+        flip_tolerance = nu * (tolerance / 16.0 + 100.0 * eps / delta)
+        best_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
+        chances = torch.full((batch,), 3, dtype=torch.long, device=c.device)
+        s = torch.zeros_like(lower)
+        for _ in range(10 + m // 4):
+            s = _solve_free_systems(matrix, q, free)
+            w = q + s @ matrix
+            infeasible = (free & (s < -flip_tolerance)) | (~free & (w < -flip_tolerance))
+            count = infeasible.sum(dim=1)
+            if not bool((count > 0).any()):
+                break
+            improved = count < best_count
+            best_count = torch.where(improved, count, best_count)
+            use_full = improved | (chances > 0)
+            chances = torch.where(improved, torch.full_like(chances, 3), chances - (~improved).long())
+            last = torch.where(infeasible, positions, -1).amax(dim=1, keepdim=True)
+            flips = torch.where(use_full[:, None], infeasible, (positions[None, :] == last) & infeasible)
+            free = free ^ flips
+        y = lower + s.clamp(min=0.0)
+        violation = _kkt_violation(c, y, lower)
+        better = violation < best_violation
+        best_y = torch.where(better[:, None], y, best_y)
+        best_violation = torch.where(better, violation, best_violation)
+        if bool((best_violation <= tolerance / 2.0).all()):
             break
-        improved = count < best_count
-        best_count = torch.where(improved, count, best_count)
-        use_full = improved | (chances > 0)
-        chances = torch.where(improved, torch.full_like(chances, 3), chances - (~improved).long())
-        last = torch.where(infeasible, positions, -1).amax(dim=1, keepdim=True)
-        single = positions[None, :] == last
-        flips = torch.where(use_full[:, None], infeasible, single & infeasible)
-        free = free ^ flips
-    return (lower + s.clamp(min=0.0)).to(out_dtype)
+    return best_y.to(out_dtype)
 
 
 def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor) -> Tensor:

@@ -1,0 +1,214 @@
+import pytest
+import torch
+from torch import Tensor
+from unit.linalg._dual_cone_reference import brute_force_projection, kkt_violations
+
+from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector, default_kkt_tolerance
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def random_gramian(m: int, rank: int, dtype: torch.dtype, generator: torch.Generator) -> Tensor:
+    matrix = torch.randn(m, max(rank, 1), generator=generator, dtype=torch.float64)
+    if rank == 0:
+        matrix = matrix * 0.0
+    # Rows of very different norms, as in real Jacobians.
+    matrix = matrix * torch.exp(torch.randn(m, 1, generator=generator, dtype=torch.float64))
+    return (matrix @ matrix.T).to(dtype)
+
+
+def assert_kkt(gramian: Tensor, u: Tensor, v: Tensor, factor: float = 1.0) -> None:
+    tolerance = factor * default_kkt_tolerance(v.dtype)
+    feasible, negative, complementarity = kkt_violations(gramian, u, v)
+    assert feasible, "v >= u is violated"
+    assert negative <= tolerance, f"G v >= 0 violated by {negative} (tolerance {tolerance})"
+    assert complementarity <= tolerance, f"complementarity violated by {complementarity}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 16, 33, 64])
+def test_projection_satisfies_kkt_on_random_gramians(m: int, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(m)
+    projector = ActiveSetDualConeProjector()
+    for rank in sorted({1, max(m // 2, 1), m, 2 * m}):
+        gramian = random_gramian(m, rank, dtype, generator)
+        u = torch.cat([torch.eye(m, dtype=dtype), torch.randn(7, m, generator=generator).to(dtype)])
+        v = projector(gramian, u)
+        assert v.dtype == dtype and v.shape == u.shape
+        assert_kkt(gramian, u, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 6])
+def test_projection_matches_brute_force_on_definite_gramians(m: int, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(100 + m)
+    projector = ActiveSetDualConeProjector()
+    for _ in range(4):
+        gramian = random_gramian(m, m + 2, torch.float64, generator)
+        u = torch.cat([torch.eye(m, dtype=torch.float64), torch.randn(4, m, generator=generator, dtype=torch.float64)])
+        v = projector(gramian.to(dtype), u.to(dtype))
+        for u_row, v_row in zip(u, v):
+            expected, _ = brute_force_projection(gramian, u_row)
+            scale = float(expected.abs().max()) + 1.0
+            rtol = 1e-3 if dtype == torch.float32 else 1e-7
+            assert float((v_row.double() - expected) @ gramian @ (v_row.double() - expected)) ** 0.5 <= rtol * scale * float(gramian.diagonal().max()) ** 0.5
+
+
+@pytest.mark.parametrize("m", [3, 5, 6])
+def test_projection_reaches_the_brute_force_optimum_on_singular_gramians(m: int):
+    # Minimizers are not unique when G is singular, but the optimal value is.
+    generator = torch.Generator().manual_seed(200 + m)
+    projector = ActiveSetDualConeProjector()
+    for rank in [1, 2]:
+        gramian = random_gramian(m, rank, torch.float64, generator)
+        u = torch.randn(5, m, generator=generator, dtype=torch.float64)
+        v = projector(gramian, u)
+        for u_row, v_row in zip(u, v):
+            _, optimum = brute_force_projection(gramian, u_row)
+            value = float(v_row @ gramian @ v_row)
+            scale = float(gramian.diagonal().max()) * max(float(v_row.abs().max()), float(u_row.abs().max())) ** 2
+            assert value <= optimum + 1e-6 * scale
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_projection_is_exact_on_two_rows_by_hand(dtype: torch.dtype):
+    # G = [[4, -2], [-2, 4]], u = e_1: v_2 minimizes 4 - 4 v_2 + 4 v_2², so v_2 = 1/2.
+    gramian = torch.tensor([[4.0, -2.0], [-2.0, 4.0]], dtype=dtype)
+    v = ActiveSetDualConeProjector()(gramian, torch.eye(2, dtype=dtype))
+    torch.testing.assert_close(v, torch.tensor([[1.0, 0.5], [0.5, 1.0]], dtype=dtype))
+
+
+def test_projection_keeps_u_when_nothing_conflicts():
+    gramian = torch.tensor([[2.0, 1.0, 0.5], [1.0, 2.0, 0.0], [0.5, 0.0, 1.0]], dtype=torch.float64)
+    u = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(ActiveSetDualConeProjector()(gramian, u), u)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 6, 40])
+@pytest.mark.parametrize("scale", [0.0, 1e-30, 1.0, 1e30])
+def test_projection_handles_zero_tiny_and_huge_gramians(m: int, scale: float, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(m)
+    base = random_gramian(m, max(m // 2, 1), torch.float64, generator)
+    base = base / base.diagonal().max()
+    gramian = (base * scale).to(dtype)
+    u = torch.cat([torch.eye(m, dtype=dtype), torch.randn(3, m, generator=generator).to(dtype)])
+    v = ActiveSetDualConeProjector()(gramian, u)
+    assert torch.isfinite(v).all()
+    assert_kkt(gramian, u, v)
+    if scale > 0.0:
+        # The problem does not depend on the magnitude of G.
+        v_unit = ActiveSetDualConeProjector()(base.to(dtype), u)
+        assert_kkt(base, u, v_unit)
+        value, value_unit = (float(torch.einsum("bi,ij,bj->", x.double(), base, x.double())) for x in (v, v_unit))
+        assert abs(value - value_unit) <= 1e-3 * max(value_unit, 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 3, 7, 64])
+def test_projection_handles_duplicated_and_opposite_rows(m: int, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(m)
+    rows = torch.randn(m, 5, generator=generator, dtype=torch.float64)
+    rows[1] = rows[0]  # duplicated
+    rows[-1] = -rows[0]  # opposite
+    gramian = (rows @ rows.T).to(dtype)
+    u = torch.cat([torch.eye(m, dtype=dtype), torch.randn(3, m, generator=generator).to(dtype)])
+    v = ActiveSetDualConeProjector()(gramian, u)
+    assert_kkt(gramian, u, v)
+
+
+def test_projection_on_opposite_pair_by_hand():
+    # G = [[1, -1], [-1, 1]], u = e_1: any v = (t, t), t >= 1, reaches v^T G v = 0.
+    gramian = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    v = ActiveSetDualConeProjector()(gramian, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert float(v[0]) >= 1.0
+    assert abs(float(v[0] - v[1])) <= 1e-6
+
+
+def test_projection_of_one_row_is_the_positive_part():
+    projector = ActiveSetDualConeProjector()
+    u = torch.tensor([[-2.0], [0.0], [3.0]])
+    for g in [0.0, 1e-30, 5.0]:
+        torch.testing.assert_close(projector(torch.tensor([[g]]), u), torch.tensor([[0.0], [0.0], [3.0]]))
+
+
+def test_projection_handles_512_rows():
+    generator = torch.Generator().manual_seed(512)
+    m = 512
+    rows = torch.randn(m, 2000, generator=generator)
+    rows[1] = rows[0]
+    rows[2] = -rows[3]
+    gramian = rows @ rows.T
+    u = torch.eye(m)
+    v = ActiveSetDualConeProjector()(gramian, u)
+    assert_kkt(gramian, u, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_projection_accepts_any_batch_shape(dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(0)
+    gramian = random_gramian(4, 4, dtype, generator)
+    u = torch.randn(2, 3, 4, generator=generator).to(dtype)
+    v = ActiveSetDualConeProjector()(gramian, u)
+    assert v.shape == (2, 3, 4)
+    torch.testing.assert_close(v[1, 2], ActiveSetDualConeProjector()(gramian, u[1, 2]))
+    assert ActiveSetDualConeProjector()(gramian, torch.zeros(0, 4, dtype=dtype)).shape == (0, 4)
+
+
+def test_projection_is_positively_homogeneous_in_u():
+    generator = torch.Generator().manual_seed(3)
+    gramian = random_gramian(6, 6, torch.float64, generator)
+    u = torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    projector = ActiveSetDualConeProjector()
+    torch.testing.assert_close(projector(gramian, 7.0 * u), 7.0 * projector(gramian, u))
+
+
+def test_projection_follows_the_device_and_dtype_of_u():
+    gramian = torch.eye(3, dtype=torch.float64)
+    u = torch.eye(3, dtype=torch.float32)
+    v = ActiveSetDualConeProjector()(gramian, u)
+    assert v.dtype == torch.float32 and v.device == u.device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 3, 40, 256])
+def test_projection_runs_on_cuda(m: int, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(m)
+    gramian = random_gramian(m, max(m // 2, 1), torch.float64, generator)
+    u = torch.eye(m, dtype=torch.float64)
+    v = ActiveSetDualConeProjector()(gramian.to("cuda", dtype), u.to("cuda", dtype))
+    assert v.device.type == "cuda" and v.dtype == dtype
+    assert_kkt(gramian, u, v.cpu())
+
+
+def test_custom_tolerance_is_validated():
+    with pytest.raises(ValueError, match="tolerance"):
+        ActiveSetDualConeProjector(tolerance=0.0)
+    with pytest.raises(TypeError, match="tolerance"):
+        ActiveSetDualConeProjector(tolerance="1e-3")  # type: ignore[arg-type]
+    assert repr(ActiveSetDualConeProjector(1e-5)) == "ActiveSetDualConeProjector(tolerance=1e-05)"
+
+
+@pytest.mark.parametrize(
+    ["gramian", "u"],
+    [
+        (torch.eye(3), torch.ones(2)),
+        (torch.ones(2, 3), torch.ones(3)),
+        (torch.ones(3), torch.ones(3)),
+    ],
+)
+def test_projection_rejects_mismatched_shapes(gramian: Tensor, u: Tensor):
+    with pytest.raises(ValueError):
+        ActiveSetDualConeProjector()(gramian, u)
+
+
+def test_dual_cone_projector_is_an_extensible_interface():
+    class Identity(DualConeProjector):
+        def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
+            return vectors
+
+    u = torch.ones(2, 3)
+    assert Identity()(torch.eye(3), u) is u
+    with pytest.raises(TypeError):
+        DualConeProjector()  # type: ignore[abstract]
