@@ -454,17 +454,24 @@ class GenericUnit(Unit):
             # (seen with prelu's backward) then fails loudly instead of giving wrong rows.
             return torch.cat([grads[n].reshape(count, params[n].numel()) for n in params], 1)
 
-        def vjp_rows(vjp_fn: Any, cotangents: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        def vjp_rows(vjp_fn: Any, cotangents: tuple[Tensor, ...], may_loop: bool) -> dict[str, Tensor]:
             if cotangents[0].shape[0] == 1:
                 (grads,) = vjp_fn(tuple(c[0] for c in cotangents))
                 return {n: g.unsqueeze(0) for n, g in grads.items()}
-            (grads,) = vmap(vjp_fn)(cotangents)
-            return grads
+            try:
+                (grads,) = vmap(vjp_fn)(cotangents)
+                return grads
+            except RuntimeError:
+                if not may_loop:
+                    raise  # inside the vmap over samples: that level falls back to a loop
+                # No working batching rule: one vector-Jacobian product per row.
+                per_row = [vjp_fn(tuple(c[j] for c in cotangents))[0] for j in range(len(cotangents[0]))]
+                return {n: torch.stack([row[n] for row in per_row]) for n in per_row[0]}
 
         if not rows.batched:
             cotangents = tuple(call.output_grads[i] for i in selected)
             outputs, vjp_fn = vjp(lambda p: replay(p, call.inputs), params)
-            grads = vjp_rows(vjp_fn, cotangents)
+            grads = vjp_rows(vjp_fn, cotangents, may_loop=True)
             self._check_replay(call, selected, list(outputs), None)
             return flat_rows(grads, rows.count).unsqueeze(0)
 
@@ -475,12 +482,12 @@ class GenericUnit(Unit):
             cotangents.append(_per_sample_grad(call.output_grads[i], out_dims[i], rows, what))
         k = rows.rows_per_sample
 
-        def one_sample(inputs: list[Tensor], sample_cotangents: list[Tensor]) -> Any:
+        def one_sample(inputs: list[Tensor], sample_cotangents: list[Tensor], may_loop: bool = False) -> Any:
             # Replay on a batch of one sample, so modules see the input layout they expect.
             full = [x if d is None else x.unsqueeze(d) for x, d in zip(inputs, in_dims)]
             outputs, vjp_fn = vjp(lambda p: replay(p, full), params)
             expanded = tuple(c.unsqueeze(out_dims[i] + 1) for c, i in zip(sample_cotangents, selected))
-            grads = vjp_rows(vjp_fn, expanded)
+            grads = vjp_rows(vjp_fn, expanded, may_loop)
             squeezed = [o.squeeze(out_dims[i]) for o, i in zip(outputs, selected)]
             return flat_rows(grads, k), squeezed
 
@@ -493,6 +500,7 @@ class GenericUnit(Unit):
                 one_sample(
                     [x if d is None else x.select(d, b) for x, d in zip(call.inputs, in_dims)],
                     [c[b] for c in cotangents],
+                    may_loop=True,
                 )
                 for b in range(rows.num_samples)
             ]

@@ -108,3 +108,19 @@ def test_generic_module_with_several_objectives_per_sample(batch_dim: int | None
     engine = Engine(module, batch_dim=batch_dim)
     output = module(torch.randn(4, 3, dtype=torch.float64)) ** 2
     torch.testing.assert_close(engine.compute_gramian(output), dense(output, list(module.parameters())))
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_generic_path_is_exact_where_vmap_cannot_run(batch_dim: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_vmap(*args: object, **kwargs: object) -> object:
+        def run(*a: object, **k: object) -> object:
+            raise RuntimeError("no batching rule")
+
+        return run
+
+    monkeypatch.setattr(_units, "vmap", failing_vmap)
+    torch.manual_seed(0)
+    module = nn.GRU(3, 4, batch_first=True).double()
+    engine = Engine(module, batch_dim=batch_dim)
+    output = module(torch.randn(4, 5, 3, dtype=torch.float64))[0][:, -1] ** 2  # [4, 4]: k = 4
+    torch.testing.assert_close(engine.compute_gramian(output), dense(output, list(module.parameters())))
