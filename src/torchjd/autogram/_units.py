@@ -392,6 +392,10 @@ class GenericUnit(Unit):
 
     keeps_outputs = True  # to check that replaying reproduces them
 
+    def __init__(self, module: nn.Module, name: str) -> None:
+        super().__init__(module, name)
+        self._warned = False
+
     def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
         """Batch dimension of each input tensor, None for tensors shared by all samples."""
 
@@ -493,9 +497,17 @@ class GenericUnit(Unit):
 
         try:
             per_row, outputs = vmap(one_sample, in_dims=(in_dims, 0))(call.inputs, cotangents)
-        except RuntimeError:
+        except RuntimeError as error:
             # Some kernels have no batching rule that works (e.g. float64 LSTM on CPU): replay
             # the samples one by one instead; same result, slower.
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"autogram could not vectorize module {self.describe()} over the samples with "
+                    f"`torch.vmap` ({str(error).splitlines()[0]}); replaying it one sample at a "
+                    "time, which gives the same Gramian more slowly.",
+                    stacklevel=2,
+                )
             results = [
                 one_sample(
                     [x if d is None else x.select(d, b) for x, d in zip(call.inputs, in_dims)],
