@@ -500,6 +500,12 @@ class GenericUnit(Unit):
         except RuntimeError as error:
             # Some kernels have no batching rule that works (e.g. float64 LSTM on CPU): replay
             # the samples one by one instead; same result, slower.
+            if "random" in str(error):
+                raise ValueError(
+                    f"autogram cannot replay module {self.describe()}: it draws random numbers "
+                    "(e.g. dropout inside it), so a replay would not reproduce the forward pass. "
+                    "Move the randomness into its own module (e.g. `nn.Dropout`)."
+                ) from error
             if not self._warned:
                 self._warned = True
                 warnings.warn(
