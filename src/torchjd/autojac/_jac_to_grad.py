@@ -71,6 +71,24 @@ def jac_to_grad(
     check_synchronized(tensor_list)
     matrices = [jacobian.reshape(jacobian.shape[0], -1) for jacobian in jacobians]
 
+    # Under autocast (e.g. Lightning's "bf16-mixed"), the products below would come out in low
+    # precision and could not be assigned to the .grad of full-precision tensors.
+    with torch.autocast(device_type=matrices[0].device.type, enabled=False):
+        weights, gradients = _aggregate(matrices, aggregator, optimize_gramian_computation)
+
+    for tensor, gradient in zip(tensor_list, gradients):
+        gradient = gradient.view(tensor.shape)
+        tensor.grad = gradient if tensor.grad is None else tensor.grad + gradient
+        if not retain_jac:
+            del tensor.jac
+    return weights
+
+
+def _aggregate(
+    matrices: list[Tensor], aggregator: Aggregator, optimize_gramian_computation: bool
+) -> tuple[Tensor | None, list[Tensor]]:
+    """Returns the weights (or None) and the aggregation, split into one vector per matrix."""
+
     weights: Tensor | None = None
     if optimize_gramian_computation:
         gramian = sum(matrix @ matrix.T for matrix in matrices)
@@ -84,13 +102,7 @@ def jac_to_grad(
         else:
             vector = aggregator(matrix)
         gradients = list(vector.split([m.shape[1] for m in matrices]))
-
-    for tensor, gradient in zip(tensor_list, gradients):
-        gradient = gradient.view(tensor.shape)
-        tensor.grad = gradient if tensor.grad is None else tensor.grad + gradient
-        if not retain_jac:
-            del tensor.jac
-    return weights
+    return weights, gradients
 
 
 def _get_jacobians(tensors: list[Tensor]) -> list[Tensor]:

@@ -108,3 +108,12 @@ def test_rejects_bad_arguments():
         jac_to_grad([a, b], lambda matrix: matrix.mean(dim=0))
     with pytest.raises(ValueError, match="`tensors`.*twice"):
         jac_to_grad([a, a], _CoordinateMax())
+
+
+def test_works_under_autocast_and_keeps_full_precision():
+    a, b, matrix = _params_with_jacs()
+    expected = (1.0 / (matrix**2).sum(dim=1)) @ matrix
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        jac_to_grad([a, b], GramianWeightedAggregator(_RowNormWeighting()))
+    assert b.grad.dtype == torch.float32
+    torch.testing.assert_close(b.grad, expected[6:])
