@@ -254,7 +254,7 @@ def _solve_by_admm(
                     new_rho = min(max(rho * ratio, 1e-6), 1e6)
                     dual = dual * (rho / new_rho)
                     rho = new_rho
-                    inverse = scaled_inverse(rho) * alpha * alpha
+                    inverse = scaled_inverse(rho) * alpha
     return z, converged
 
 
