@@ -116,6 +116,7 @@ class Engine:
         self._check_no_mixing()
         self._key = f"{_METADATA_KEY}.{id(self)}"
         self._recording = True
+        self._backpropagating = False
         self._handles: list[RemovableHandle] = [
             unit.module.register_forward_hook(self._make_hook(unit), with_kwargs=True)
             for unit in self._units
@@ -167,9 +168,25 @@ class Engine:
                     call = record_call(args, kwargs, output, unit.keeps_outputs)
                 # The record lives in the metadata of the node that produced the output, so it
                 # dies with the graph; compute_gramian finds it by walking the graph.
-                node.metadata.setdefault(key, []).append((unit, call, index, tensor.output_nr))
+                metadata = node.metadata
+                entries = metadata.get(key)
+                if entries is None:
+                    entries = metadata[key] = []
+                    node.register_hook(self._make_release_hook(entries))
+                entries.append((unit, call, index, tensor.output_nr))
 
         return hook
+
+    def _make_release_hook(self, entries: list[tuple[Unit, Call, int, int]]) -> Any:
+        # A backward pass that frees the graph (no retain_graph) makes the records useless: drop
+        # the recorded inputs right away, as autograd drops its saved tensors, instead of keeping
+        # them until the graph itself is garbage collected (e.g. during the next forward pass).
+        def release(grad_inputs: Any, grad_outputs: Any) -> None:
+            if not self._backpropagating and not _graph_is_kept():
+                for _, call, _, _ in entries:
+                    call.release()
+
+        return release
 
     def remove_hooks(self) -> None:
         """Removes the engine's forward hooks; afterwards the engine can no longer compute Gramians."""
@@ -185,7 +202,8 @@ class Engine:
 
         Nothing is written to any ``.grad``. The graph of ``output`` is retained (as with
         ``retain_graph=True``), so that ``output.backward(weights)`` can follow; that backward
-        pass frees it as usual, and so does dropping ``output``.
+        pass frees it as usual (and, with it, what the engine recorded), and so does dropping
+        ``output``. Call it before any backward pass that frees the graph.
 
         :param output: The objectives, computed with the engine's modules since the engine was
             created. With ``batch_dim`` set, its ``batch_dim`` dimension is the batch (a scalar is
@@ -228,8 +246,18 @@ class Engine:
         if not found:
             return gramian
 
+        if any(call.released for _, _, call, _, _ in found):
+            raise RuntimeError(
+                "The graph of `output` was already freed by a backward pass. Call "
+                "`compute_gramian` before `backward`, or pass `retain_graph=True` to the earlier "
+                "backward pass."
+            )
         edges = [GradientEdge(node, output_nr) for node, _, _, _, output_nr in found]
-        grads = _backpropagate(output, edges, _grad_rows(output, rows, batch_dim))
+        self._backpropagating = True
+        try:
+            grads = _backpropagate(output, edges, _grad_rows(output, rows, batch_dim))
+        finally:
+            self._backpropagating = False
 
         calls_by_unit: dict[int, tuple[Unit, list[Call]]] = {}
         for (_, unit, call, index, _), grad in zip(found, grads):
@@ -285,6 +313,13 @@ class Engine:
                     seen.add(next_node)
                     queue.append(next_node)
         return found
+
+
+def _graph_is_kept() -> bool:
+    """Whether the backward pass running now retains the graph (True where torch cannot say)."""
+
+    keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return True if keep_graph is None else bool(keep_graph())
 
 
 def _grad_rows(output: Tensor, rows: Rows, batch_dim: int | None) -> Tensor:

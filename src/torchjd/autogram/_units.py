@@ -58,6 +58,7 @@ class Call:
         "output_grads",
         "output_versions",
         "outputs",
+        "released",
     )
 
     def __init__(
@@ -78,6 +79,13 @@ class Call:
         # Filled by the engine for one computation: gradient rows with respect to each output
         # tensor, ``[rows, *output.shape]``, or None where the objectives do not reach it.
         self.output_grads: list[Tensor | None] = []
+        self.released = False
+
+    def release(self) -> None:
+        """Drops the recorded tensors, once a backward pass has consumed the graph."""
+
+        self.args, self.kwargs, self.inputs, self.outputs = (), {}, [], []
+        self.released = True
 
     def rebuild(self, inputs: list[Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Returns ``(args, kwargs)`` with the recorded input tensors replaced by ``inputs``."""

@@ -270,3 +270,23 @@ def test_compute_gramian_under_no_grad() -> None:
         gramian = engine.compute_gramian(losses)
     torch.testing.assert_close(gramian, expected)
     assert not gramian.requires_grad
+
+
+def test_freeing_backward_releases_recorded_inputs_while_the_output_is_alive() -> None:
+    model = make_mlp()
+    engine = Engine(model)
+    losses = (model(torch.randn(5, 3, dtype=torch.float64)) ** 2).sum(1)
+    calls = [entry[1] for node in _nodes(losses) for entry in node.metadata.get(engine._key, [])]
+    recorded = [weakref.ref(call.inputs[0]) for call in calls]
+
+    engine.compute_gramian(losses)
+    losses.backward(torch.ones(5, dtype=torch.float64), retain_graph=True)
+    assert all(ref() is not None for ref in recorded)  # retained graph: records still usable
+    engine.compute_gramian(losses)
+
+    losses.backward(torch.ones(5, dtype=torch.float64))
+    del calls
+    gc.collect()
+    assert all(ref() is None for ref in recorded)
+    with pytest.raises(RuntimeError, match="already freed"):
+        engine.compute_gramian(losses)
