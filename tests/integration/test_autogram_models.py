@@ -275,3 +275,16 @@ def test_transformer_with_causal_and_padding_masks(batch_dim: int | None) -> Non
     output = layer(x, src_mask=causal, src_key_padding_mask=padding).sum((1, 2))
     expected = dense_gramian(output, list(layer.parameters()))
     torch.testing.assert_close(engine.compute_gramian(output), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_sequence_first_transformer_with_batch_dim_1() -> None:
+    # The batch is dimension 1 of every layer's input: the losses [B] are given as [1, B].
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0).double()
+    engine = Engine(layer, batch_dim=1)
+    losses = (layer(torch.randn(6, BATCH, 8, dtype=torch.float64)) ** 2).sum((0, 2))
+
+    gramian = engine.compute_gramian(losses.unsqueeze(0))
+
+    expected = dense_gramian(losses, list(layer.parameters()))
+    torch.testing.assert_close(gramian, expected, rtol=1e-10, atol=1e-10)
