@@ -8,9 +8,13 @@ The baseline computes the same regularized Gramian as UPGrad (in torch), then ca
 the median time of each, their ratio and the largest relative difference of the aggregations.
 
 Requires (for the baseline only): pip install quadprog numpy
-Run: python benchmarks/aggregation.py
+Run: python benchmarks/aggregation.py [--threads N]
+
+On a machine shared with other jobs, `--threads 1` avoids the stalls of a multi-threaded matrix
+product waiting for a descheduled thread, which otherwise dominate the timings.
 """
 
+import argparse
 import inspect
 import statistics
 import time
@@ -60,21 +64,29 @@ def quadprog_upgrad(matrix: Tensor, norm_eps: float = 0.0001, reg_eps: float = 0
     return torch.from_numpy(weights).to(matrix.dtype) @ matrix
 
 
-def default_aggregators() -> tuple[dict[str, Aggregator], list[str]]:
-    built: dict[str, Aggregator] = {}
+def default_aggregator_classes() -> tuple[dict[str, type[Aggregator]], list[str]]:
+    """The concrete aggregators of `torchjd.aggregation` that build with no argument."""
+    classes: dict[str, type[Aggregator]] = {}
     skipped: list[str] = []
     for name in aggregation.__all__:
         cls = getattr(aggregation, name)
         if not (inspect.isclass(cls) and issubclass(cls, Aggregator)) or inspect.isabstract(cls):
             continue
         try:
-            built[name] = cls()
+            cls()
         except Exception as error:  # noqa: BLE001 - a report, not a test
             skipped.append(f"{name} ({type(error).__name__})")
-    return built, skipped
+        else:
+            classes[name] = cls
+    return classes, skipped
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     matrices = {m: torch.randn(m, N) for m in MS}
 
@@ -93,14 +105,16 @@ def main() -> None:
         except ImportError:
             print(f"{m:>5} | {ours * 1e3:>12.3f} | {'(no quadprog)':>13} |")
 
-    built, skipped = default_aggregators()
+    classes, skipped = default_aggregator_classes()
     print()
     print(f"Every aggregator with default arguments (median ms, float32, CPU, n = {N})")
     print(f"{'aggregator':>16} | " + " | ".join(f"{f'm={m}':>9}" for m in MS))
-    for name, aggregator in built.items():
+    for name, cls in classes.items():
         cells = []
         for m in MS:
             try:
+                # A fresh instance per m: stateful aggregators fix m at their first call.
+                aggregator = cls()
                 cells.append(f"{median_time(lambda: aggregator(matrices[m])) * 1e3:>9.3f}")
             except Exception as error:  # noqa: BLE001 - one failure must not stop the table
                 cells.append(f"{type(error).__name__[:9]:>9}")

@@ -45,7 +45,8 @@ def brute_force_projection(gramian: Tensor, u: Tensor) -> tuple[Tensor, float]:
 def kkt_violations(gramian: Tensor, u: Tensor, v: Tensor) -> tuple[bool, float, float]:
     """
     Returns (``v >= u`` everywhere, the largest ``max(-(G v)_i, 0) / (s ν)``, the largest
-    ``|(G v)_i (v_i - u_i)| / (s ν²)``), with ``s = max G_ii`` and ``ν = max |v_i|`` per vector:
+    ``|(G v)_i (v_i - u_i)| / (s ν²)``), with ``s = max G_ii`` and ``ν = max(max |v_i|, max |u_i|)``
+    per vector:
     the quantities that the projector's documented guarantee bounds. Computed in float64.
     """
 
@@ -56,7 +57,7 @@ def kkt_violations(gramian: Tensor, u: Tensor, v: Tensor) -> tuple[bool, float, 
     if scale == 0.0:
         return bool((v >= u).all()), 0.0, 0.0
     w = v @ g
-    nu = v.abs().amax(dim=1, keepdim=True)
+    nu = torch.maximum(v.abs().amax(dim=1, keepdim=True), u.abs().amax(dim=1, keepdim=True))
     nu = torch.where(nu > 0, nu, torch.ones_like(nu))
     negative = float(((-w).clamp(min=0.0) / (scale * nu)).max())
     complementarity = float(((w * (v - u)).abs() / (scale * nu * nu)).max())

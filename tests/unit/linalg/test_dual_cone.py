@@ -85,7 +85,7 @@ def test_projection_keeps_u_when_nothing_conflicts():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 2, 3, 6, 40])
+@pytest.mark.parametrize("m", [1, 2, 3, 6, 24])
 @pytest.mark.parametrize("scale", [0.0, 1e-30, 1.0, 1e30])
 def test_projection_handles_zero_tiny_and_huge_gramians(m: int, scale: float, dtype: torch.dtype):
     generator = torch.Generator().manual_seed(m)
