@@ -36,7 +36,9 @@ def median_time(function: Callable[[], object]) -> float:
     function()  # warm-up
     times = []
     start = time.perf_counter()
-    while len(times) < MIN_REPEATS or (time.perf_counter() - start < TARGET_SECONDS and len(times) < 200):
+    while len(times) < MIN_REPEATS or (
+        time.perf_counter() - start < TARGET_SECONDS and len(times) < 200
+    ):
         t0 = time.perf_counter()
         function()
         times.append(time.perf_counter() - t0)
@@ -82,17 +84,25 @@ def default_aggregator_classes() -> tuple[dict[str, type[Aggregator]], list[str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     matrices = {m: torch.randn(m, N) for m in MS}
 
-    print(f"UPGrad against quadprog, one projection at a time (float32, CPU, n = {N}, threads = "
-          f"{torch.get_num_threads()})")
-    print(f"{'m':>5} | {'UPGrad (ms)':>12} | {'quadprog (ms)':>13} | {'speed-up':>9} | {'max rel. diff':>13}")
+    print(
+        f"UPGrad against quadprog, one projection at a time (float32, CPU, n = {N}, threads = "
+        f"{torch.get_num_threads()})"
+    )
+    print(
+        f"{'m':>5} | {'UPGrad (ms)':>12} | {'quadprog (ms)':>13} | {'speed-up':>9} | {'max rel. diff':>13}"
+    )
     upgrad = UPGrad()
     for m in MS:
         matrix = matrices[m]
@@ -101,7 +111,9 @@ def main() -> None:
             theirs = median_time(lambda: quadprog_upgrad(matrix))
             expected = quadprog_upgrad(matrix)
             difference = float((upgrad(matrix) - expected).abs().max() / expected.abs().max())
-            print(f"{m:>5} | {ours * 1e3:>12.3f} | {theirs * 1e3:>13.3f} | {theirs / ours:>8.1f}x | {difference:>13.1e}")
+            print(
+                f"{m:>5} | {ours * 1e3:>12.3f} | {theirs * 1e3:>13.3f} | {theirs / ours:>8.1f}x | {difference:>13.1e}"
+            )
         except ImportError:
             print(f"{m:>5} | {ours * 1e3:>12.3f} | {'(no quadprog)':>13} |")
 

@@ -13,13 +13,17 @@ from ._weighting_bases import Weighting
 
 def _check_weights(weights: Tensor) -> None:
     if not isinstance(weights, Tensor):
-        raise TypeError(f"Parameter `weights` should be a Tensor. Found `{type(weights).__name__}`.")
+        raise TypeError(
+            f"Parameter `weights` should be a Tensor. Found `{type(weights).__name__}`."
+        )
     if weights.dim() != 1:
         raise ValueError(
             f"Parameter `weights` should be a vector (1 dimension). Found shape {tuple(weights.shape)}."
         )
     if not (weights.is_floating_point() and bool(torch.isfinite(weights).all())):
-        raise ValueError(f"Parameter `weights` should hold finite floating-point values. Found {weights}.")
+        raise ValueError(
+            f"Parameter `weights` should hold finite floating-point values. Found {weights}."
+        )
 
 
 class ConstantWeighting(Weighting):

@@ -10,7 +10,9 @@ def check_non_negative_float(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Parameter `{name}` should be a float. Found `{type(value).__name__}`.")
     if not value >= 0.0 or value == float("inf"):
-        raise ValueError(f"Parameter `{name}` should be a finite non-negative float. Found `{value}`.")
+        raise ValueError(
+            f"Parameter `{name}` should be a finite non-negative float. Found `{value}`."
+        )
 
 
 def check_pref_vector(pref_vector: Tensor | None) -> None:
@@ -57,7 +59,7 @@ def preference_weights(pref_vector: Tensor | None, gramian: Tensor) -> Tensor:
 
 def normalize_and_regularize(gramian: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
     """
-    Returns ``G / tr(G) + reg_eps I``, with ``G / tr(G)`` replaced by zeros when ``tr(G) < norm_eps``.
+    Returns ``G / tr(G) + reg_eps I``, with ``G / tr(G)`` replaced by zeros if ``tr(G) < norm_eps``.
 
     ``tr(G)`` is the squared Frobenius norm of the matrix: normalizing makes the weights independent
     of its scale, and the ridge ``reg_eps I`` makes the projection well posed when the rows are

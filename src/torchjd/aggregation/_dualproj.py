@@ -10,7 +10,6 @@ rows of the Jacobian. With ``p`` the preference weights (``1/m`` each by default
 In weight space, ``π_J(J^T p) = J^T v`` with ``v = argmin_{v >= p} v^T G v``, ``G = J J^T``.
 """
 
-import torch
 from torch import Tensor
 
 from torchjd.linalg import DualConeProjector
@@ -31,7 +30,8 @@ class DualProjWeighting(Weighting):
     Weights ``w = argmin_{v >= p} v^T G v`` of the Gramian ``G`` ``[m, m]`` (DualProj).
 
     ``G`` is first normalized by its trace (replaced by zeros if the trace is below ``norm_eps``)
-    and regularized into ``G / tr(G) + reg_eps I``. They are not differentiated through (the Gramian is detached).
+    and regularized into ``G / tr(G) + reg_eps I``. They are not differentiated through (the
+    Gramian is detached).
 
     :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
     :param norm_eps: Below this trace, the Gramian is treated as zero.
@@ -59,7 +59,9 @@ class DualProjWeighting(Weighting):
         check_pref_vector(pref_vector)
         check_non_negative_float(norm_eps, "norm_eps")
         check_non_negative_float(reg_eps, "reg_eps")
-        self.register_buffer("pref_vector", None if pref_vector is None else pref_vector.detach().clone())
+        self.register_buffer(
+            "pref_vector", None if pref_vector is None else pref_vector.detach().clone()
+        )
         self.norm_eps = norm_eps
         self.reg_eps = reg_eps
         self.projector = check_projector(projector)
@@ -95,7 +97,8 @@ class DualProj(GramianWeightedAggregator):
     >>> from torchjd.aggregation import DualProj
     >>> A = DualProj()
     >>> A
-    DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001, projector=ActiveSetDualConeProjector(tolerance=None))
+    DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001,
+             projector=ActiveSetDualConeProjector(tolerance=None))
     >>> A(torch.tensor([[-4., 1., 1.], [6., 1., 1.]])).round(decimals=4)
     tensor([0.5563, 1.1109, 1.1109])
     """

@@ -63,7 +63,9 @@ class UPGradWeighting(Weighting):
         check_pref_vector(pref_vector)
         check_non_negative_float(norm_eps, "norm_eps")
         check_non_negative_float(reg_eps, "reg_eps")
-        self.register_buffer("pref_vector", None if pref_vector is None else pref_vector.detach().clone())
+        self.register_buffer(
+            "pref_vector", None if pref_vector is None else pref_vector.detach().clone()
+        )
         self.norm_eps = norm_eps
         self.reg_eps = reg_eps
         self.projector = check_projector(projector)
@@ -89,13 +91,16 @@ class UPGradWeighting(Weighting):
         return solutions.sum(dim=0)
 
 
-def _two_row_weights(gramian: Tensor, preferences: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
+def _two_row_weights(
+    gramian: Tensor, preferences: Tensor, norm_eps: float, reg_eps: float
+) -> Tensor:
     """
     Closed form of the UPGrad weights for ``m = 2`` and preferences ``p >= 0``, in a few operations.
 
     With ``H = G / tr(G) + reg_eps I`` the projection of ``u = p_1 e_1`` is
     ``v = (p_1, p_1 max(0, -H_12) / H_22)``: once ``v_1 = p_1`` is fixed, ``v_2`` minimizes
-    ``v^T H v`` over ``v_2 >= 0``, and ``v_1`` cannot go below its bound while lowering the objective.
+    ``v^T H v`` over ``v_2 >= 0``, and ``v_1`` cannot go below its bound while lowering the
+    objective.
     Symmetrically for ``u = p_2 e_2``, so ``w = p + flip(p) max(0, -H_12) / diag(H)``.
     """
 
@@ -125,7 +130,8 @@ class UPGrad(GramianWeightedAggregator):
     >>> from torchjd.aggregation import UPGrad
     >>> A = UPGrad()
     >>> A
-    UPGrad(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001, projector=ActiveSetDualConeProjector(tolerance=None))
+    UPGrad(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001,
+           projector=ActiveSetDualConeProjector(tolerance=None))
     >>> A(torch.tensor([[-4., 1., 1.], [6., 1., 1.]])).round(decimals=4)
     tensor([0.2929, 1.9004, 1.9004])
     """

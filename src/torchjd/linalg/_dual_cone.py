@@ -19,12 +19,17 @@ from torch import Tensor
 
 def _check_inputs(gramian: Tensor, vectors: Tensor) -> None:
     if not isinstance(gramian, Tensor):
-        raise TypeError(f"Parameter `gramian` should be a Tensor. Found `{type(gramian).__name__}`.")
+        raise TypeError(
+            f"Parameter `gramian` should be a Tensor. Found `{type(gramian).__name__}`."
+        )
     if not isinstance(vectors, Tensor):
-        raise TypeError(f"Parameter `vectors` should be a Tensor. Found `{type(vectors).__name__}`.")
+        raise TypeError(
+            f"Parameter `vectors` should be a Tensor. Found `{type(vectors).__name__}`."
+        )
     if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
         raise ValueError(
-            f"Parameter `gramian` should be a square matrix [m, m]. Found shape {tuple(gramian.shape)}."
+            "Parameter `gramian` should be a square matrix [m, m]. Found shape "
+            f"{tuple(gramian.shape)}."
         )
     if vectors.dim() < 1 or vectors.shape[-1] != gramian.shape[0]:
         raise ValueError(
@@ -51,7 +56,7 @@ class DualConeProjector(ABC):
 
     @abstractmethod
     def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
-        """Returns the solutions ``[..., m]`` for validated ``gramian`` ``[m, m]`` and ``vectors``."""
+        """Returns the solutions ``[..., m]`` for validated ``gramian`` and ``vectors``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -77,8 +82,8 @@ class ActiveSetDualConeProjector(DualConeProjector):
     """
     Batched, pure-torch solver of ``v = argmin_{v >= u} v^T G v``, exact up to a KKT tolerance.
 
-    The problem is first put in a scale-free form: with ``d = diag(G)`` (floored at ``eps * max(d)``)
-    and ``D = diag(d)``, the change of variables ``y = D^{1/2} v`` turns it into
+    The problem is first put in a scale-free form: with ``d = diag(G)`` (floored at
+    ``eps * max(d)``) and ``D = diag(d)``, the change of variables ``y = D^{1/2} v`` turns it into
     ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal ``C = D^{-1/2} G D^{-1/2}``, so the
     magnitude of ``G`` (``1e-30`` or ``1e30``) and the spread of its diagonal do not matter.
 
@@ -86,20 +91,21 @@ class ActiveSetDualConeProjector(DualConeProjector):
     - ``m = 2`` has a closed form (the best of three candidates).
     - For ``m <= 16``, up to three rounds of block principal pivoting on ``C`` (one batched
       ``[B, m, m]`` solve each) are exact on well-conditioned problems.
-    - Otherwise, and for the vectors where that fails, ADMM iterations (one shared ``[m, m]`` inverse, one matrix product per iteration)
-      solve the whole batch; the vectors for which they do not reach the tolerance quickly are
-      finished by proximal block principal pivoting (Júdice and Pires, 1994), an active-set method
-      that solves the exact reduced systems of ``min y^T C y + δ ||y - y_k||²`` for a decreasing
-      ``δ``, which stays well conditioned when ``G`` is singular.
+    - Otherwise, and for the vectors where that fails, ADMM iterations (one shared ``[m, m]``
+      inverse, one matrix product per iteration) solve the whole batch; the vectors for which
+      they do not reach the tolerance quickly are finished by proximal block principal pivoting
+      (Júdice and Pires, 1994), an active-set method that solves the exact reduced systems of
+      ``min y^T C y + δ ||y - y_k||²`` for a decreasing ``δ``, which stays well conditioned when
+      ``G`` is singular.
 
     All of this runs in float64 (float32 on MPS), on the device of ``gramian``; the result is cast
     to the dtype of ``vectors``. Apart from a few convergence checks per call, nothing leaves the
     device.
 
     **Guarantee on exit.** With ``τ`` the tolerance, ``s = max_i G_ii`` and
-    ``ν = max(max_i |v_i|, max_i |u_i|)`` (per vector): ``v >= u`` holds exactly, ``(G v)_i >= -τ s ν`` and
-    ``|(G v)_i (v_i - u_i)| <= τ s ν²`` for every ``i``. For a positive definite ``G`` the solution
-    is unique; for a singular one, any minimizer may be returned.
+    ``ν = max(max_i |v_i|, max_i |u_i|)`` (per vector): ``v >= u`` holds exactly,
+    ``(G v)_i >= -τ s ν`` and ``|(G v)_i (v_i - u_i)| <= τ s ν²`` for every ``i``. For a positive
+    definite ``G`` the solution is unique; for a singular one, any minimizer may be returned.
 
     :param tolerance: The relative KKT tolerance ``τ``. ``None`` means
         :func:`default_kkt_tolerance` of the dtype of ``vectors``.
@@ -115,8 +121,9 @@ class ActiveSetDualConeProjector(DualConeProjector):
     def __init__(self, tolerance: float | None = None):
         if tolerance is not None:
             if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+                found = type(tolerance).__name__
                 raise TypeError(
-                    f"Parameter `tolerance` should be a float or None. Found `{type(tolerance).__name__}`."
+                    f"Parameter `tolerance` should be a float or None. Found `{found}`."
                 )
             if not 0.0 < tolerance < 1.0:
                 raise ValueError(f"Parameter `tolerance` should be in (0, 1). Found `{tolerance}`.")
@@ -130,10 +137,11 @@ class ActiveSetDualConeProjector(DualConeProjector):
         gramian = gramian.detach()
         vectors = vectors.detach()
         m = gramian.shape[0]
-        batch_shape = vectors.shape[:-1]
         out_dtype = vectors.dtype if vectors.is_floating_point() else gramian.dtype
         precision = _work_dtype(torch.promote_types(gramian.dtype, out_dtype))
-        tolerance = self.tolerance if self.tolerance is not None else default_kkt_tolerance(precision)
+        tolerance = (
+            self.tolerance if self.tolerance is not None else default_kkt_tolerance(precision)
+        )
         # The m x m work is cheap next to forming G: doing it in float64 (where the device has it)
         # makes float32 results accurate to their own rounding instead of to the tolerance.
         dtype = torch.float64 if gramian.device.type != "mps" else precision
@@ -142,12 +150,16 @@ class ActiveSetDualConeProjector(DualConeProjector):
             return vectors.new_zeros(vectors.shape, dtype=out_dtype)
         if m == 1:
             # g v² with v >= u: v = max(u, 0) is a minimizer whatever g >= 0 is.
-            return u.clamp(min=0.0).to(out_dtype).reshape(vectors.shape)
+            v = u.clamp(min=0.0)
+        elif m == 2:
+            v = _solve_pair(gramian.to(dtype), u)
+        else:
+            v = self._solve_general(gramian.to(dtype), u, tolerance)
+        return v.to(dtype=out_dtype, device=vectors.device).reshape(vectors.shape)
 
-        if m == 2:
-            return _solve_pair(gramian.to(dtype), u).to(out_dtype).reshape(vectors.shape)
-
-        correlation, root_d = _to_unit_diagonal(gramian.to(dtype))
+    def _solve_general(self, gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
+        m = gramian.shape[0]
+        correlation, root_d = _to_unit_diagonal(gramian)
         lower = u * root_d  # the bound on y = D^{1/2} v
 
         if m <= _DIRECT_PIVOTING_MAX_SIZE:
@@ -158,8 +170,7 @@ class ActiveSetDualConeProjector(DualConeProjector):
         else:
             y = self._solve_iteratively(correlation, lower, tolerance)
         # The bound is kept exactly, whatever the rounding of the division.
-        v = torch.maximum(y / root_d, u)
-        return v.to(dtype=out_dtype, device=vectors.device).reshape(*batch_shape, m)
+        return torch.maximum(y / root_d, u)
 
     @staticmethod
     def _solve_iteratively(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
@@ -192,7 +203,9 @@ def _solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
     u1, u2 = u.unbind(dim=1)
     a2 = torch.maximum(u2, -g12 * u1 / g22.clamp(min=eps))
     b1 = torch.maximum(u1, -g12 * u2 / g11.clamp(min=eps))
-    candidates = torch.stack([torch.stack([u1, a2], dim=1), torch.stack([b1, u2], dim=1)])  # [2, B, 2]
+    candidates = torch.stack(
+        [torch.stack([u1, a2], dim=1), torch.stack([b1, u2], dim=1)]
+    )  # [2, B, 2]
     objectives = ((candidates @ g) * candidates).sum(dim=2)  # [2, B]
     v = torch.where((objectives[0] <= objectives[1])[:, None], candidates[0], candidates[1])
     zero_is_feasible = (u <= 0).all(dim=1, keepdim=True)
@@ -335,9 +348,9 @@ def _solve_by_principal_pivoting(
     iterations, so warm-started pivoting needs one or two solves each.
 
     Writing ``y = l + s`` and ``M = C + δ I``, the proximal problem is the linear complementarity
-    problem ``s >= 0``, ``w = q + M s >= 0``, ``s^T w = 0`` with ``q = M l - δ y_k``. Pivoting guesses
-    the free set ``F``, solves ``M_FF s_F = -q_F`` for every vector at once (systems padded to the
-    largest ``|F|``) and flips the variables that violate a sign condition: all of them while the
+    problem ``s >= 0``, ``w = q + M s >= 0``, ``s^T w = 0`` with ``q = M l - δ y_k``. Pivoting
+    guesses the free set ``F``, solves ``M_FF s_F = -q_F`` for every vector at once (systems padded
+    to the largest ``|F|``) and flips the variables that violate a sign condition: all of them while the
     number of violations decreases, else only the last one (Murty's rule, which terminates for a
     positive definite ``M``). Returns, per vector, the iterate with the smallest KKT violation.
     """
@@ -376,9 +389,13 @@ def _solve_by_principal_pivoting(
             improved = count < best_count
             best_count = torch.where(improved, count, best_count)
             use_full = improved | (chances > 0)
-            chances = torch.where(improved, torch.full_like(chances, 3), chances - (~improved).long())
+            chances = torch.where(
+                improved, torch.full_like(chances, 3), chances - (~improved).long()
+            )
             last = torch.where(infeasible, positions, -1).amax(dim=1, keepdim=True)
-            flips = torch.where(use_full[:, None], infeasible, (positions[None, :] == last) & infeasible)
+            flips = torch.where(
+                use_full[:, None], infeasible, (positions[None, :] == last) & infeasible
+            )
             free = free ^ flips
         y = lower + s.clamp(min=0.0)
         violation = _kkt_violation(c, y, lower)

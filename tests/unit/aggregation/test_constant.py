@@ -7,7 +7,9 @@ from torchjd.aggregation import Constant, ConstantWeighting, GramianWeightedAggr
 def test_constant_is_the_fixed_combination_of_the_rows():
     matrix = torch.randn(3, 5, dtype=torch.float64)
     weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
-    torch.testing.assert_close(Constant(weights)(matrix), matrix[0] - 2 * matrix[1] + 0.5 * matrix[2])
+    torch.testing.assert_close(
+        Constant(weights)(matrix), matrix[0] - 2 * matrix[1] + 0.5 * matrix[2]
+    )
 
 
 def test_constant_weighting_accepts_a_gramian_and_follows_its_dtype():
@@ -32,7 +34,12 @@ def test_constant_rejects_a_matrix_with_another_number_of_rows():
 
 @pytest.mark.parametrize(
     ["weights", "error"],
-    [([1.0, 2.0], TypeError), (torch.ones(2, 2), ValueError), (torch.tensor([1.0, float("nan")]), ValueError), (torch.tensor([1, 2]), ValueError)],
+    [
+        ([1.0, 2.0], TypeError),
+        (torch.ones(2, 2), ValueError),
+        (torch.tensor([1.0, float("nan")]), ValueError),
+        (torch.tensor([1, 2]), ValueError),
+    ],
 )
 def test_constant_rejects_invalid_weights(weights, error: type[Exception]):
     with pytest.raises(error, match="weights"):
@@ -41,4 +48,6 @@ def test_constant_rejects_invalid_weights(weights, error: type[Exception]):
 
 def test_constant_repr_and_str():
     aggregator = Constant(torch.tensor([1.0, 2.0]))
-    assert repr(aggregator) == "Constant(weights=tensor([1., 2.]))" and str(aggregator) == "Constant"
+    assert (
+        repr(aggregator) == "Constant(weights=tensor([1., 2.]))" and str(aggregator) == "Constant"
+    )

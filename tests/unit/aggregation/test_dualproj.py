@@ -12,8 +12,18 @@ DTYPES = [torch.float32, torch.float64]
 def random_matrices(dtype: torch.dtype) -> list[Tensor]:
     generator = torch.Generator().manual_seed(0)
     matrices = []
-    for m, n, rank in [(1, 5, 1), (2, 3, 2), (3, 7, 3), (5, 4, 4), (8, 50, 8), (10, 6, 3), (32, 100, 32)]:
-        low_rank = torch.randn(m, rank, generator=generator) @ torch.randn(rank, n, generator=generator)
+    for m, n, rank in [
+        (1, 5, 1),
+        (2, 3, 2),
+        (3, 7, 3),
+        (5, 4, 4),
+        (8, 50, 8),
+        (10, 6, 3),
+        (32, 100, 32),
+    ]:
+        low_rank = torch.randn(m, rank, generator=generator) @ torch.randn(
+            rank, n, generator=generator
+        )
         matrices.append((low_rank * torch.exp(torch.randn(m, 1, generator=generator))).to(dtype))
     return matrices
 
@@ -40,7 +50,9 @@ def test_dualproj_weights_match_brute_force(m: int):
         matrix = torch.randn(m, 5, generator=generator, dtype=torch.float64)
         gramian = matrix @ matrix.T
         regularized = gramian / gramian.trace() + 1e-4 * torch.eye(m, dtype=torch.float64)
-        expected, _ = brute_force_projection(regularized, torch.full((m,), 1.0 / m, dtype=torch.float64))
+        expected, _ = brute_force_projection(
+            regularized, torch.full((m,), 1.0 / m, dtype=torch.float64)
+        )
         torch.testing.assert_close(DualProjWeighting()(gramian), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -49,7 +61,9 @@ def test_dualproj_on_two_conflicting_rows_by_hand():
     # (H v)_1 = 0 gives v_1 = (1/2) H_12 / H_11 with H = G / 56 + 1e-4 I.
     matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
     v1 = 0.5 * (22 / 56) / (18 / 56 + 1e-4)
-    torch.testing.assert_close(DualProj()(matrix), torch.tensor([v1, 0.5], dtype=torch.float64) @ matrix)
+    torch.testing.assert_close(
+        DualProj()(matrix), torch.tensor([v1, 0.5], dtype=torch.float64) @ matrix
+    )
 
 
 def test_dualproj_is_the_mean_when_the_mean_does_not_conflict():
@@ -68,22 +82,35 @@ def test_dualproj_scales_with_the_matrix(factor: float):
     aggregator = DualProj(norm_eps=0.0)
     for matrix in random_matrices(torch.float64)[1:6]:
         expected = factor * aggregator(matrix)
-        torch.testing.assert_close(aggregator(factor * matrix), expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))
+        torch.testing.assert_close(
+            aggregator(factor * matrix),
+            expected,
+            rtol=1e-6,
+            atol=1e-6 * float(expected.abs().max()),
+        )
 
 
 def test_dualproj_uses_the_pref_vector():
     matrix = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    torch.testing.assert_close(DualProj(pref_vector=torch.tensor([2.0, 1.0]))(matrix), torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(
+        DualProj(pref_vector=torch.tensor([2.0, 1.0]))(matrix), torch.tensor([2.0, 1.0])
+    )
 
 
 def test_dualproj_repr_and_str():
     assert str(DualProj()) == "DualProj"
-    assert repr(DualProj(reg_eps=0.5)).startswith("DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.5, ")
+    assert repr(DualProj(reg_eps=0.5)).startswith(
+        "DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.5, "
+    )
 
 
 @pytest.mark.parametrize(
     ["kwargs", "error"],
-    [({"norm_eps": -1.0}, ValueError), ({"reg_eps": "x"}, TypeError), ({"pref_vector": torch.ones(2, 2)}, ValueError)],
+    [
+        ({"norm_eps": -1.0}, ValueError),
+        ({"reg_eps": "x"}, TypeError),
+        ({"pref_vector": torch.ones(2, 2)}, ValueError),
+    ],
 )
 def test_dualproj_rejects_invalid_parameters(kwargs: dict, error: type[Exception]):
     with pytest.raises(error, match=next(iter(kwargs))):

@@ -10,7 +10,9 @@ def test_mean_is_the_average_of_the_rows():
 
 def test_mean_weighting_depends_only_on_the_number_of_rows():
     gramian = torch.randn(4, 4, dtype=torch.float64)
-    torch.testing.assert_close(MeanWeighting()(gramian), torch.full((4,), 0.25, dtype=torch.float64))
+    torch.testing.assert_close(
+        MeanWeighting()(gramian), torch.full((4,), 0.25, dtype=torch.float64)
+    )
     assert isinstance(Mean(), GramianWeightedAggregator)
 
 

@@ -5,7 +5,9 @@ from torchjd.aggregation import GramianWeightedAggregator, Sum, SumWeighting
 
 def test_sum_is_the_sum_of_the_rows():
     matrix = torch.randn(5, 7, dtype=torch.float64)
-    torch.testing.assert_close(Sum()(matrix), matrix[0] + matrix[1] + matrix[2] + matrix[3] + matrix[4])
+    torch.testing.assert_close(
+        Sum()(matrix), matrix[0] + matrix[1] + matrix[2] + matrix[3] + matrix[4]
+    )
 
 
 def test_sum_weighting_depends_only_on_the_number_of_rows():

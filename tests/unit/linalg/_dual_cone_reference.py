@@ -26,7 +26,11 @@ def brute_force_projection(gramian: Tensor, u: Tensor) -> tuple[Tensor, float]:
             v = u.clone()
             if free_idx:
                 g_ff = g[free_idx][:, free_idx]
-                rhs = -(g[free_idx][:, active_idx] @ u[active_idx]) if active_idx else torch.zeros(size, dtype=g.dtype)
+                rhs = (
+                    -(g[free_idx][:, active_idx] @ u[active_idx])
+                    if active_idx
+                    else torch.zeros(size, dtype=g.dtype)
+                )
                 v[free_idx] = torch.linalg.lstsq(g_ff, rhs[:, None], driver="gelsd").solution[:, 0]
             w = g @ v
             nu = max(float(v.abs().max()), 1.0)

@@ -3,7 +3,11 @@ import torch
 from torch import Tensor
 from unit.linalg._dual_cone_reference import brute_force_projection, kkt_violations
 
-from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector, default_kkt_tolerance
+from torchjd.linalg import (
+    ActiveSetDualConeProjector,
+    DualConeProjector,
+    default_kkt_tolerance,
+)
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -45,13 +49,21 @@ def test_projection_matches_brute_force_on_definite_gramians(m: int, dtype: torc
     projector = ActiveSetDualConeProjector()
     for _ in range(4):
         gramian = random_gramian(m, m + 2, torch.float64, generator)
-        u = torch.cat([torch.eye(m, dtype=torch.float64), torch.randn(4, m, generator=generator, dtype=torch.float64)])
+        u = torch.cat(
+            [
+                torch.eye(m, dtype=torch.float64),
+                torch.randn(4, m, generator=generator, dtype=torch.float64),
+            ]
+        )
         v = projector(gramian.to(dtype), u.to(dtype))
         for u_row, v_row in zip(u, v):
             expected, _ = brute_force_projection(gramian, u_row)
             scale = float(expected.abs().max()) + 1.0
             rtol = 1e-3 if dtype == torch.float32 else 1e-7
-            assert float((v_row.double() - expected) @ gramian @ (v_row.double() - expected)) ** 0.5 <= rtol * scale * float(gramian.diagonal().max()) ** 0.5
+            assert (
+                float((v_row.double() - expected) @ gramian @ (v_row.double() - expected)) ** 0.5
+                <= rtol * scale * float(gramian.diagonal().max()) ** 0.5
+            )
 
 
 @pytest.mark.parametrize("m", [3, 5, 6])
@@ -66,7 +78,10 @@ def test_projection_reaches_the_brute_force_optimum_on_singular_gramians(m: int)
         for u_row, v_row in zip(u, v):
             _, optimum = brute_force_projection(gramian, u_row)
             value = float(v_row @ gramian @ v_row)
-            scale = float(gramian.diagonal().max()) * max(float(v_row.abs().max()), float(u_row.abs().max())) ** 2
+            scale = (
+                float(gramian.diagonal().max())
+                * max(float(v_row.abs().max()), float(u_row.abs().max())) ** 2
+            )
             assert value <= optimum + 1e-6 * scale
 
 
@@ -100,7 +115,9 @@ def test_projection_handles_zero_tiny_and_huge_gramians(m: int, scale: float, dt
         # The problem does not depend on the magnitude of G.
         v_unit = ActiveSetDualConeProjector()(base.to(dtype), u)
         assert_kkt(base, u, v_unit)
-        value, value_unit = (float(torch.einsum("bi,ij,bj->", x.double(), base, x.double())) for x in (v, v_unit))
+        value, value_unit = (
+            float(torch.einsum("bi,ij,bj->", x.double(), base, x.double())) for x in (v, v_unit)
+        )
         assert abs(value - value_unit) <= 1e-3 * max(value_unit, 1.0)
 
 
@@ -129,7 +146,9 @@ def test_projection_of_one_row_is_the_positive_part():
     projector = ActiveSetDualConeProjector()
     u = torch.tensor([[-2.0], [0.0], [3.0]])
     for g in [0.0, 1e-30, 5.0]:
-        torch.testing.assert_close(projector(torch.tensor([[g]]), u), torch.tensor([[0.0], [0.0], [3.0]]))
+        torch.testing.assert_close(
+            projector(torch.tensor([[g]]), u), torch.tensor([[0.0], [0.0], [3.0]])
+        )
 
 
 def test_projection_handles_512_rows():
