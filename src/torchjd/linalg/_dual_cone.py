@@ -33,8 +33,8 @@ def _check_inputs(gramian: Tensor, vectors: Tensor) -> None:
         )
     if vectors.dim() < 1 or vectors.shape[-1] != gramian.shape[0]:
         raise ValueError(
-            f"Parameter `vectors` should have shape [..., m] with m = {gramian.shape[0]} (the size of "
-            f"`gramian`). Found shape {tuple(vectors.shape)}."
+            f"Parameter `vectors` should have shape [..., m] with m = {gramian.shape[0]} (the size "
+            f"of `gramian`). Found shape {tuple(vectors.shape)}."
         )
 
 
@@ -255,15 +255,16 @@ def _solve_by_direct_pivoting(
     the whole batch with one batched solve of padded ``[B, m, m]`` systems, and flips every
     variable that violates a sign condition. On well-conditioned problems the first or second
     round is exact, in a few operations. Returns ``y = l + s`` and which rows satisfy the KKT
-    conditions to a quarter of the tolerance (the others, e.g. singular ``C_FF``, need the robust
-    path).
+    conditions within the tolerance (the others, e.g. singular ``C_FF``, need the robust path).
     """
 
-    eye = torch.eye(correlation.shape[0], dtype=correlation.dtype, device=correlation.device)
+    m = correlation.shape[0]
+    eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
     q = lower @ correlation
     free = q < 0
     nu = lower.abs().amax(dim=1, keepdim=True)
-    threshold = (tolerance / 4.0) * torch.where(nu > 0, nu, torch.ones_like(nu))
+    # Clamping s_F at 0 at the end moves each (C y)_i by at most m times this: divide by 4 m.
+    threshold = tolerance / (4.0 * m) * torch.where(nu > 0, nu, torch.ones_like(nu))
     zero = torch.zeros((), dtype=correlation.dtype, device=correlation.device)
     s = torch.zeros_like(lower)
     converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
