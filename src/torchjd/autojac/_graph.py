@@ -48,8 +48,17 @@ def get_leaves(roots: Sequence[Tensor], excluded: Sequence[Tensor] = ()) -> list
 def find_vmap_incompatibility(roots: Sequence[Tensor]) -> str | None:
     """Returns why ``torch.vmap`` cannot backpropagate through the graph of ``roots``, if known."""
 
-    for node in _walk([r.grad_fn for r in roots]):
+    # Runs before every vectorized Jacobian, so it is a plain depth-first loop rather than _walk:
+    # on small models the generator's overhead is a measurable part of the whole call.
+    stack = [root.grad_fn for root in roots if root.grad_fn is not None]
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
         cause = _VMAP_INCOMPATIBLE_NODES.get(type(node).__name__)
         if cause is not None:
             return cause
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                seen.add(child)
+                stack.append(child)
     return None

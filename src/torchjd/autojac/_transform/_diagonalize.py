@@ -22,8 +22,11 @@ class Diagonalize(Transform):
         self.keys = list(keys)
 
     def __call__(self, input: TensorDict) -> TensorDict:
+        if len(self.keys) == 1:  # The common case, in fewer operations.
+            key = self.keys[0]
+            return {key: torch.diag(input[key].reshape(-1)).view((key.numel(),) + key.shape)}
         gradients = [input[key].reshape(-1) for key in self.keys]
-        diagonal = torch.diag(gradients[0] if len(gradients) == 1 else torch.cat(gradients))  # [m, m]
+        diagonal = torch.diag(torch.cat(gradients))  # [m, m]
         columns = diagonal.split([key.numel() for key in self.keys], dim=1)
         m = diagonal.shape[0]
         return {key: column.reshape((m,) + key.shape) for key, column in zip(self.keys, columns)}
