@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 from torchjd.autogram import Engine
 
+from _memory import peak_memory_mib  # benchmarks/_memory.py
+
 WARMUP = 5
 
 
@@ -158,23 +160,8 @@ def measure(steps: list[tuple[str, Callable[[], None] | None, nn.Module]], repea
             continue
         model.zero_grad(set_to_none=True)
         gc.collect()
-        results.append((statistics.median(times[index]) * 1e3, _peak_memory(step)))
+        results.append((statistics.median(times[index]) * 1e3, peak_memory_mib(step)))
     return results
-
-
-def _peak_memory(function: Callable[[], None]) -> float:
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
-        function()
-    current = peak = 0
-    events = sorted(
-        (e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) != 0),
-        key=lambda e: e.time_range.start,
-    )
-    for event in events:
-        current += event.cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
 
 
 def main() -> None:

@@ -9,13 +9,14 @@ Run: python benchmarks/jac.py
 import gc
 import statistics
 import time
-import tracemalloc
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from torchjd.autojac import jac
+
+from _memory import peak_memory_mib  # benchmarks/_memory.py
 
 WARMUP = 5
 REPEATS = 50
@@ -73,25 +74,9 @@ def measure(model: nn.Module, x: Tensor, methods: list[Callable]) -> list[tuple[
     for index, method in enumerate(methods):
         outputs = model(x).mean(dim=0)
         gc.collect()
-        peak = _peak_memory(lambda: method(outputs, params))
+        peak = peak_memory_mib(lambda: method(outputs, params))
         results.append((statistics.median(times[index]) * 1e3, peak))
     return results
-
-
-def _peak_memory(function: Callable) -> float:
-    # The CPU allocator of torch is not visible to tracemalloc, so peak memory is measured with the
-    # profiler's memory events: the highest sum of allocated bytes during the call.
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        function()
-    current = peak = 0
-    events = sorted(
-        (e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) != 0),
-        key=lambda e: e.time_range.start,
-    )
-    for event in events:
-        current += event.cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
 
 
 def main() -> None:
