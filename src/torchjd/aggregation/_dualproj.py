@@ -19,8 +19,8 @@ from ._dual_cone_utils import (
     check_non_negative_float,
     check_pref_vector,
     check_projector,
-    normalize_and_regularize,
     preference_weights,
+    project_regularized,
 )
 from ._weighting_bases import Weighting
 
@@ -75,8 +75,7 @@ class DualProjWeighting(Weighting):
     def compute_weights(self, stat: Tensor) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
         preferences = preference_weights(self.pref_vector, stat)
-        gramian = normalize_and_regularize(stat, self.norm_eps, self.reg_eps)
-        return self.projector(gramian, preferences)
+        return project_regularized(self.projector, stat, self.norm_eps, self.reg_eps, preferences)
 
 
 class DualProj(GramianWeightedAggregator):

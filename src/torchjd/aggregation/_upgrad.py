@@ -23,8 +23,8 @@ from ._dual_cone_utils import (
     check_non_negative_float,
     check_pref_vector,
     check_projector,
-    normalize_and_regularize,
     preference_weights,
+    project_regularized,
 )
 from ._weighting_bases import Weighting
 
@@ -87,9 +87,10 @@ class UPGradWeighting(Weighting):
             if stat.device.type == "cpu":
                 return _two_row_weights_on_cpu(stat, self.norm_eps, self.reg_eps)
             return _two_row_weights(stat, preferences, self.norm_eps, self.reg_eps)
-        gramian = normalize_and_regularize(stat, self.norm_eps, self.reg_eps)
         # Row i of the batch is the bound u^(i) = p_i e_i of the i-th projection.
-        solutions = self.projector(gramian, torch.diag(preferences))
+        solutions = project_regularized(
+            self.projector, stat, self.norm_eps, self.reg_eps, torch.diag(preferences)
+        )
         return solutions.sum(dim=0)
 
 

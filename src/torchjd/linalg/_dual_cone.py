@@ -427,3 +427,58 @@ def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor) -> Tensor:
     rhs = torch.where(valid, -q.gather(1, order), torch.zeros((), dtype=c.dtype, device=c.device))
     solution, _ = torch.linalg.solve_ex(block, rhs)
     return s.scatter(1, order, torch.where(valid, solution, torch.zeros_like(solution)))
+
+
+def _project_regularized(
+    gramian: Tensor, trace: float, ridge: float, vectors: Tensor, tolerance: float
+) -> Tensor | None:
+    """
+    Fast path of ``ActiveSetDualConeProjector()(G / tr(G) + ridge I, vectors)`` for the small ``m``
+    of UPGrad and DualProj, with ``trace = tr(G) > 0`` already read: the same scale-free direct
+    pivoting as :meth:`ActiveSetDualConeProjector._solve_general`, in about half the tensor
+    operations (on CPU each costs a few microseconds whatever ``m`` is, so their number is the
+    time). Returns ``v`` ``[B, m]`` in float64 (float32 on MPS) for ``vectors`` ``[B, m]``, or
+    ``None`` when three rounds do not satisfy the KKT conditions (the caller then takes the
+    general path).
+
+    The normalization and the unit-diagonal scaling are merged: with ``S = G + G^T`` (symmetric
+    whatever the rounding of ``G``) and ``d = diag(S) + ridge tr(S)``, the unit-diagonal form of
+    ``H = G / tr(G) + ridge I`` is ``C_ij = S_ij / sqrt(d_i d_j)`` off the diagonal and ``1`` on
+    it, so ``tr(G)`` is never divided by.
+    """
+
+    m = gramian.shape[0]
+    dtype = torch.float64 if gramian.device.type != "mps" else torch.float32
+    symmetric = gramian.to(dtype) + gramian.mT  # promotes to dtype in the same operation
+    # d floored like _to_unit_diagonal does (for ridge = 0 and a zero row), from tr(S) = 2 tr(G).
+    d = torch.diagonal(symmetric).add(2.0 * ridge * trace).clamp_(min=2.0 * _EPS[dtype] * trace)
+    inverse_root_d = torch.rsqrt(d)
+    correlation = symmetric * inverse_root_d[:, None] * inverse_root_d[None, :]
+    correlation.diagonal().fill_(1.0)
+
+    u = vectors.to(dtype)
+    lower = u / inverse_root_d  # the bound on y = D^{1/2} v
+    q = lower @ correlation
+    negative_q = -q
+    free = negative_q > 0
+    # As in _solve_by_direct_pivoting; nu is floored so that a zero bound gets threshold > 0.
+    nu = lower.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(dtype).tiny)
+    threshold = nu * (tolerance / (4.0 * m))
+    eye = torch.eye(m, dtype=dtype, device=gramian.device)
+    for round_ in range(3):
+        systems = torch.where(free[:, :, None] & free[:, None, :], correlation, eye)
+        s = torch.linalg.solve_ex(systems, negative_q * free)[0]  # s = 0 off the free set
+        w = torch.addmm(q, s, correlation)
+        # Since s = 0 off F, min(s, w) >= -threshold says s_F >= -t and w >= -t everywhere; the
+        # other condition is |w_F| <= t (w_F = 0 up to the solve's rounding). A NaN fails `<=`.
+        low = torch.minimum(s, w)
+        violation = torch.maximum(w * free, -low)
+        if bool((violation <= threshold).all()):
+            # v = u + s / sqrt(d): the bound v >= u holds exactly.
+            return torch.addcmul(u, s.clamp(min=0.0), inverse_root_d)
+        if round_ < 2:
+            free = free ^ (low < -threshold)
+    return None
+
+
+_EPS = {dtype: torch.finfo(dtype).eps for dtype in (torch.float32, torch.float64)}
