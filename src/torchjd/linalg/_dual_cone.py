@@ -482,3 +482,81 @@ def _project_regularized(
 
 
 _EPS = {dtype: torch.finfo(dtype).eps for dtype in (torch.float32, torch.float64)}
+
+
+def _project_regularized_in_python(
+    gramian: list[list[float]],
+    trace: float,
+    ridge: float,
+    vectors: list[list[float]],
+    tolerance: float,
+) -> list[list[float]] | None:
+    """
+    :func:`_project_regularized` in Python floats (float64), for a few small problems on CPU,
+    where reading the numbers once costs less than the tensor operations: the same unit-diagonal
+    ``C``, first free set ``{i : (C l)_i < 0}``, three rounds of pivoting and acceptance test, with
+    each ``C_FF s_F = -q_F`` solved by Gaussian elimination with partial pivoting. Returns ``None``
+    when a vector does not converge (or a pivot is zero), like :func:`_project_regularized`.
+    """
+
+    m = len(gramian)
+    floor = 2.0 * _EPS[torch.float64] * trace
+    r = [
+        1.0 / math.sqrt(max(2.0 * gramian[i][i] + 2.0 * ridge * trace, floor)) for i in range(m)
+    ]  # 1 / sqrt(d_i)
+    c = [[(gramian[i][j] + gramian[j][i]) * r[i] * r[j] for j in range(m)] for i in range(m)]
+    for i in range(m):
+        c[i][i] = 1.0
+    factor = tolerance / (4.0 * m)
+    solutions = []
+    for u in vectors:
+        lower = [u[i] / r[i] for i in range(m)]
+        nonzero = [(i, x) for i, x in enumerate(lower) if x != 0.0]  # one for UPGrad's p_i e_i
+        q = [sum(x * c[i][j] for i, x in nonzero) for j in range(m)]
+        threshold = factor * max(max(abs(x) for x in lower), 1e-300)
+        free = [j for j in range(m) if q[j] < 0.0]
+        for round_ in range(3):
+            s = [0.0] * m
+            for j, value in zip(
+                free,
+                _solve_dense([[c[i][j] for j in free] for i in free], [-q[i] for i in free]),
+            ):
+                s[j] = value
+            w = [q[i] + sum(c[i][j] * s[j] for j in free) for i in range(m)]
+            free_set = set(free)
+            # Written so that a NaN counts as a violation.
+            if all(
+                (s[j] >= -threshold and abs(w[j]) <= threshold)
+                if j in free_set
+                else w[j] >= -threshold
+                for j in range(m)
+            ):
+                break
+            if round_ == 2:
+                return None
+            free = [j for j in range(m) if (j in free_set) != (min(s[j], w[j]) < -threshold)]
+        solutions.append([u[i] + max(s[i], 0.0) * r[i] for i in range(m)])
+    return solutions
+
+
+def _solve_dense(a: list[list[float]], b: list[float]) -> list[float]:
+    """Solves ``a x = b`` by Gaussian elimination with partial pivoting (``nan`` if singular)."""
+
+    k = len(b)
+    rows = [row + [value] for row, value in zip(a, b)]
+    for col in range(k):
+        pivot = max(range(col, k), key=lambda row: abs(rows[row][col]))
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        pivot_row = rows[col]
+        if pivot_row[col] == 0.0:
+            return [math.nan] * k
+        for row in rows[col + 1 :]:
+            f = row[col] / pivot_row[col]
+            if f != 0.0:
+                for j in range(col, k + 1):
+                    row[j] -= f * pivot_row[j]
+    x = [0.0] * k
+    for i in range(k - 1, -1, -1):
+        row = rows[i]
+        x[i] = (row[k] - sum(row[j] * x[j] for j in range(i + 1, k))) / row[i]
+    return x

@@ -8,7 +8,10 @@ import torch
 from unit.linalg._dual_cone_reference import brute_force_projection
 from unit.linalg.test_dual_cone import DTYPES, assert_kkt, random_gramian
 
-from torchjd.aggregation._dual_cone_utils import normalize_and_regularize, project_regularized
+from torchjd.aggregation._dual_cone_utils import (
+    normalize_and_regularize,
+    project_regularized,
+)
 from torchjd.linalg import ActiveSetDualConeProjector
 
 
