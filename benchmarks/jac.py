@@ -3,9 +3,10 @@ Time and peak memory of `torchjd.autojac.jac` against the two ways of computing 
 plain PyTorch, measured in the same run: a loop of `torch.autograd.grad` (one call per output) and
 one call of `torch.autograd.grad(..., is_grads_batched=True)`.
 
-Run: python benchmarks/jac.py
+Run: python benchmarks/jac.py [--threads N] [--repeats K]
 """
 
+import argparse
 import gc
 import statistics
 import time
@@ -18,8 +19,7 @@ from torchjd.autojac import jac
 
 from _memory import peak_memory_mib  # benchmarks/_memory.py
 
-WARMUP = 5
-REPEATS = 50
+WARMUP = 10
 
 
 def make_mlp(m: int) -> tuple[nn.Module, Tensor]:
@@ -55,7 +55,9 @@ def with_jac(outputs: Tensor, params: list[Tensor]) -> list[Tensor]:
     return list(jac(outputs, params))
 
 
-def measure(model: nn.Module, x: Tensor, methods: list[Callable]) -> list[tuple[float, float]]:
+def measure(
+    model: nn.Module, x: Tensor, methods: list[Callable], repeats: int
+) -> list[tuple[float, float]]:
     """
     Median time (ms) of each method's Jacobian computation, and its peak memory (MiB). The methods
     are interleaved within each repeat so that they all see the same machine load.
@@ -63,7 +65,7 @@ def measure(model: nn.Module, x: Tensor, methods: list[Callable]) -> list[tuple[
 
     params = list(model.parameters())
     times: list[list[float]] = [[] for _ in methods]
-    for repeat in range(WARMUP + REPEATS):
+    for repeat in range(WARMUP + repeats):
         for index, method in enumerate(methods):
             outputs = model(x).mean(dim=0)  # m outputs
             start = time.perf_counter()
@@ -80,7 +82,15 @@ def measure(model: nn.Module, x: Tensor, methods: list[Callable]) -> list[tuple[
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=200)
+    arguments = parser.parse_args()
+    # One thread by default: on a small shared machine, multi-threaded kernels on these small
+    # models mostly measure the scheduler.
+    torch.set_num_threads(arguments.threads)
     torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {arguments.repeats}")
     header = f"{'model':<5} {'m':>3} | {'loop ms':>8} {'batched ms':>10} {'jac ms':>8} | {'jac/best':>8} | {'loop MiB':>8} {'batch MiB':>9} {'jac MiB':>8}"
     print(header)
     print("-" * len(header))
@@ -88,7 +98,7 @@ def main() -> None:
         for m in [4, 16, 64]:
             model, x = make(m)
             (t_loop, mem_loop), (t_batched, mem_batched), (t_jac, mem_jac) = measure(
-                model, x, [with_loop, with_batched, with_jac]
+                model, x, [with_loop, with_batched, with_jac], arguments.repeats
             )
             ratio = t_jac / min(t_loop, t_batched)
             print(

@@ -1,6 +1,8 @@
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 
+import torch
 from torch import Tensor
 from torch.autograd.graph import Node
 
@@ -48,6 +50,8 @@ def get_leaves(roots: Sequence[Tensor], excluded: Sequence[Tensor] = ()) -> list
 def find_vmap_incompatibility(roots: Sequence[Tensor]) -> str | None:
     """Returns why ``torch.vmap`` cannot backpropagate through the graph of ``roots``, if known."""
 
+    if not _incompatible_nodes_can_exist():
+        return None
     # Runs before every vectorized Jacobian, so it is a plain depth-first loop rather than _walk:
     # on small models the generator's overhead is a measurable part of the whole call.
     stack = [root.grad_fn for root in roots if root.grad_fn is not None]
@@ -62,3 +66,14 @@ def find_vmap_incompatibility(roots: Sequence[Tensor]) -> str | None:
                 seen.add(child)
                 stack.append(child)
     return None
+
+
+def _incompatible_nodes_can_exist() -> bool:
+    """
+    Whether a graph can hold one of the nodes of ``_VMAP_INCOMPATIBLE_NODES`` at all: compiled
+    functions' nodes only once torch.compile's AOTAutograd is loaded, cuDNN and MIOpen RNN nodes
+    only once CUDA (or ROCm) is initialized. Skipping the walk otherwise matters on small models,
+    where creating the Python objects of the graph's nodes is a measurable part of a Jacobian.
+    """
+
+    return "torch._functorch.aot_autograd" in sys.modules or torch.cuda.is_initialized()

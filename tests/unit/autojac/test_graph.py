@@ -34,3 +34,10 @@ def test_get_leaves_includes_a_root_that_is_a_leaf():
 def test_find_vmap_incompatibility_on_plain_graph_is_none():
     x = torch.ones(2, requires_grad=True)
     assert find_vmap_incompatibility([(x * 2).sum()]) is None
+
+
+def test_find_vmap_incompatibility_finds_compiled_function():
+    linear = nn.Linear(2, 2)
+    compiled = torch.compile(linear, backend="aot_eager")
+    y = compiled(torch.randn(3, 2)).relu().sum()
+    assert "torch.compile" in find_vmap_incompatibility([y])
