@@ -1,7 +1,7 @@
 """
 Runs the Python examples of the documentation, so that a page never shows code that fails.
 
-Every fenced block opened with ```python in a Markdown file under docs/ is executed; the blocks of
+Every fenced block opened with ```python in README.md or a Markdown file under docs/ is executed; the blocks of
 one page run in order in one fresh namespace (a later block may use what an earlier one defined),
 in a temporary working directory, after ``torch.manual_seed(0)``. Other fences (```, ```bash, ...)
 are not run. Tracebacks point at the page and the line of the Markdown file.
@@ -81,10 +81,11 @@ def run_page(page: Path) -> None:
         exec(compile(source, str(page), "exec"), namespace)
 
 
-PAGES = sorted(DOCS_DIR.rglob("*.md"))
+ROOT = DOCS_DIR.parent
+PAGES = [ROOT / "README.md", *sorted(DOCS_DIR.rglob("*.md"))]
 
 
-@mark.parametrize("page", PAGES, ids=[str(page.relative_to(DOCS_DIR)) for page in PAGES])
+@mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
 def test_docs_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: MonkeyPatch):
     for module in required_modules(page.read_text(encoding="utf-8")):
         importorskip(module, reason=f"{page.name} needs the optional package `{module}`")
