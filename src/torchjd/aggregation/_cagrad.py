@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import check_non_negative_float
 from ._weighting_bases import Weighting
 
 _MAX_ITERS = 1000
@@ -36,15 +37,6 @@ def _project_onto_simplex(vector: Tensor) -> Tensor:
     support_size = is_support.sum()  # at least 1: the first entry always qualifies
     threshold = shifted_cumsum[support_size - 1] / support_size.to(vector.dtype)
     return (vector - threshold).clamp(min=0.0)
-
-
-def _check_non_negative_float(value: float, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Parameter `{name}` should be a float. Found `{type(value).__name__}`.")
-    if not value >= 0.0 or value == float("inf"):
-        raise ValueError(
-            f"Parameter `{name}` should be a finite non-negative number. Found `{value}`."
-        )
 
 
 class CAGradWeighting(Weighting):
@@ -69,8 +61,8 @@ class CAGradWeighting(Weighting):
 
     def __init__(self, c: float = 0.5, norm_eps: float = 0.0001):
         super().__init__()
-        _check_non_negative_float(c, "c")
-        _check_non_negative_float(norm_eps, "norm_eps")
+        check_non_negative_float(c, "c")
+        check_non_negative_float(norm_eps, "norm_eps")
         self.c = c
         self.norm_eps = norm_eps
 

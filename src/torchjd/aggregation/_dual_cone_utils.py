@@ -13,15 +13,6 @@ from torchjd.linalg._dual_cone import (
 )
 
 
-def check_non_negative_float(value: float, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Parameter `{name}` should be a float. Found `{type(value).__name__}`.")
-    if not value >= 0.0 or value == float("inf"):
-        raise ValueError(
-            f"Parameter `{name}` should be a finite non-negative float. Found `{value}`."
-        )
-
-
 def check_pref_vector(pref_vector: Tensor | None) -> None:
     if pref_vector is None:
         return

@@ -17,14 +17,8 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import check_int
 from ._weighting_bases import Weighting
-
-
-def _check_int(value: int, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Parameter `{name}` should be an int. Found `{type(value).__name__}`.")
-    if value < minimum:
-        raise ValueError(f"Parameter `{name}` should be at least {minimum}. Found `{value}`.")
 
 
 class KrumWeighting(Weighting):
@@ -46,8 +40,8 @@ class KrumWeighting(Weighting):
 
     def __init__(self, n_byzantine: int, n_selected: int = 1):
         super().__init__()
-        _check_int(n_byzantine, "n_byzantine", 0)
-        _check_int(n_selected, "n_selected", 1)
+        check_int(n_byzantine, "n_byzantine", 0)
+        check_int(n_selected, "n_selected", 1)
         self.n_byzantine = n_byzantine
         self.n_selected = n_selected
 

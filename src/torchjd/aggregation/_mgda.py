@@ -19,20 +19,13 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import check_int, check_non_negative_float
 from ._weighting_bases import Weighting
 
 
 def _check_epsilon_and_max_iters(epsilon: float, max_iters: int) -> None:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-        raise TypeError(f"Parameter `epsilon` should be a float. Found `{type(epsilon).__name__}`.")
-    if not epsilon >= 0.0:
-        raise ValueError(f"Parameter `epsilon` should be non-negative. Found `{epsilon}`.")
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int):
-        raise TypeError(
-            f"Parameter `max_iters` should be an int. Found `{type(max_iters).__name__}`."
-        )
-    if max_iters < 1:
-        raise ValueError(f"Parameter `max_iters` should be at least 1. Found `{max_iters}`.")
+    check_non_negative_float(epsilon, "epsilon")
+    check_int(max_iters, "max_iters", 1)
 
 
 class MGDAWeighting(Weighting):

@@ -28,14 +28,8 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import check_int
 from ._weighting_bases import Weighting
-
-
-def _check_int_at_least_one(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Parameter `{name}` should be an int. Found `{type(value).__name__}`.")
-    if value < 1:
-        raise ValueError(f"Parameter `{name}` should be at least 1. Found `{value}`.")
 
 
 def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
@@ -84,8 +78,8 @@ class _NashMTLWeighting(Weighting):
             )
         if not max_norm >= 0.0:
             raise ValueError(f"Parameter `max_norm` should be non-negative. Found `{max_norm}`.")
-        _check_int_at_least_one(update_weights_every, "update_weights_every")
-        _check_int_at_least_one(optim_niter, "optim_niter")
+        check_int(update_weights_every, "update_weights_every", 1)
+        check_int(optim_niter, "optim_niter", 1)
         self.max_norm = max_norm
         self.update_weights_every = update_weights_every
         self.optim_niter = optim_niter

@@ -5,6 +5,8 @@ from numbers import Real
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_int
+
 
 class LazyStateMixin(nn.Module):
     """
@@ -87,11 +89,8 @@ def check_real(
 
 def check_positive_int(name: str, value: object) -> int:
     """Checks that ``value`` is an integer ``>= 1`` and returns it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Parameter `{name}` should be an int. Found `{type(value).__name__}`.")
-    if value < 1:
-        raise ValueError(f"Parameter `{name}` should be at least 1. Found `{value}`.")
-    return value
+    check_int(value, name, 1)  # type: ignore[arg-type]
+    return value  # type: ignore[return-value]
 
 
 def check_num_estimates(value: object) -> int:

@@ -19,8 +19,8 @@ from torch import Tensor
 from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import check_non_negative_float
 from ._dual_cone_utils import (
-    check_non_negative_float,
     check_pref_vector,
     check_projector,
     preference_weights,
