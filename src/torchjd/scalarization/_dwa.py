@@ -19,7 +19,6 @@ from torch import Tensor
 from ._scalarizer_bases import (
     StatefulScalarizer,
     _check_losses,
-    _check_num_losses,
     _check_positive_float,
 )
 

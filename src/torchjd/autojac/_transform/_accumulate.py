@@ -3,7 +3,7 @@ from collections.abc import Set
 import torch
 from torch import Tensor
 
-from ._base import RequirementError, Transform, TensorDict
+from ._base import Transform, TensorDict
 
 
 def _check_accumulable(input: TensorDict, field: str, leading_dims: int) -> None:
