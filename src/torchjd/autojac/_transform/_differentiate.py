@@ -95,20 +95,31 @@ def batched_vjp(
             chunk_size = 1
 
     chunks: list[list[Tensor]] = []
+    fallback_cause: str | None = None
     start = 0
     while start < m:
         stop = min(start + chunk_size, m)
         retain = retain_graph or stop < m
         rows = [j[start:stop] for j in jac_outputs]
         if stop - start == 1:
-            chunks.append(_one_row(outputs, inputs, rows, retain, create_graph))
+            try:
+                chunks.append(_one_row(outputs, inputs, rows, retain, create_graph))
+            except RuntimeError as error:
+                if fallback_cause is None or not _is_freed_graph_error(error):
+                    raise
+                raise RuntimeError(
+                    f"torch.vmap could not run the graph ({fallback_cause}) and its failed pass "
+                    "had already freed part of the graph, so the rows could not be computed one "
+                    "by one instead. Pass `parallel_chunk_size=1` (or `retain_graph=True`)."
+                ) from error
         else:
             try:
                 chunks.append(vjp(outputs, inputs, rows, retain, create_graph, is_grads_batched=True))
             except RuntimeError as error:
                 if _is_freed_graph_error(error):
                     raise  # Not a limitation of torch.vmap: the row-by-row path would fail too.
-                _warn_fallback(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+                fallback_cause = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                _warn_fallback(fallback_cause)
                 chunk_size = 1
                 continue  # Redo the same rows, one by one.
         start = stop

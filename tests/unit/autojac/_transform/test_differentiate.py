@@ -71,3 +71,31 @@ def test_warning_points_at_the_caller():
     with pytest.warns(VmapFallbackWarning) as record:
         batched_vjp([y], [linear.weight], [torch.eye(2)], None, False, False)
     assert record[0].filename == __file__
+
+
+def test_unknown_vmap_failure_after_freeing_the_graph_says_what_to_do():
+    class NotVmappable(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x * 2
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, grad):
+            if grad.sum() > float("inf"):  # Data-dependent control flow cannot run under vmap.
+                raise AssertionError
+            return grad * 2
+
+    x = torch.randn(3, requires_grad=True)
+    # tanh runs (and frees its saved output) before the failing node is reached.
+    y = NotVmappable.apply(x).tanh()
+    with pytest.warns(VmapFallbackWarning), pytest.raises(RuntimeError, match="parallel_chunk_size=1"):
+        batched_vjp([y], [x], [torch.eye(3)], None, False, False)
+    y = NotVmappable.apply(x).tanh()
+    with pytest.warns(VmapFallbackWarning):
+        (result,) = batched_vjp([y], [x], [torch.eye(3)], None, True, False)
+    expected = torch.diag(2 * (1 - y.detach() ** 2))
+    torch.testing.assert_close(result, expected)
