@@ -1,4 +1,4 @@
-"""Validation and Gramian preprocessing shared by UPGrad and DualProj."""
+"""Validation, Gramian preprocessing and base classes shared by UPGrad and DualProj."""
 
 import torch
 from torch import Tensor
@@ -11,6 +11,10 @@ from torchjd.linalg._dual_cone import (
     _work_dtype,
     default_kkt_tolerance,
 )
+
+from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import check_non_negative_float
+from ._weighting_bases import Weighting
 
 
 def check_pref_vector(pref_vector: Tensor | None) -> None:
@@ -117,3 +121,61 @@ def project_regularized(
             if solution is not None:
                 return solution.to(gramian.dtype).reshape(vectors.shape)
     return projector(normalize_and_regularize(gramian, norm_eps, reg_eps), vectors)
+
+
+class DualConeWeighting(Weighting):
+    """
+    Base of :class:`UPGradWeighting` and :class:`DualProjWeighting`: their hyper-parameters, with
+    the same checks and defaults.
+    """
+
+    pref_vector: Tensor | None
+
+    def __init__(
+        self,
+        pref_vector: Tensor | None = None,
+        norm_eps: float = 0.0001,
+        reg_eps: float = 0.0001,
+        projector: DualConeProjector | None = None,
+    ):
+        super().__init__()
+        check_pref_vector(pref_vector)
+        check_non_negative_float(norm_eps, "norm_eps")
+        check_non_negative_float(reg_eps, "reg_eps")
+        self.register_buffer(
+            "pref_vector", None if pref_vector is None else pref_vector.detach().clone()
+        )
+        self.norm_eps = norm_eps
+        self.reg_eps = reg_eps
+        self.projector = check_projector(projector)
+
+    def extra_repr(self) -> str:
+        return (
+            f"pref_vector={self.pref_vector!r}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}, "
+            f"projector={self.projector!r}"
+        )
+
+
+class DualConeAggregator(GramianWeightedAggregator):
+    """Base of :class:`UPGrad` and :class:`DualProj`: exposes their weighting's hyper-parameters."""
+
+    weighting: DualConeWeighting
+
+    @property
+    def pref_vector(self) -> Tensor | None:
+        return self.weighting.pref_vector
+
+    @property
+    def norm_eps(self) -> float:
+        return self.weighting.norm_eps
+
+    @property
+    def reg_eps(self) -> float:
+        return self.weighting.reg_eps
+
+    @property
+    def projector(self) -> DualConeProjector:
+        return self.weighting.projector
+
+    def extra_repr(self) -> str:
+        return self.weighting.extra_repr()

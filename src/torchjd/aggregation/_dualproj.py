@@ -14,18 +14,15 @@ from torch import Tensor
 
 from torchjd.linalg import DualConeProjector
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import check_non_negative_float
 from ._dual_cone_utils import (
-    check_pref_vector,
-    check_projector,
+    DualConeAggregator,
+    DualConeWeighting,
     preference_weights,
     project_regularized,
 )
-from ._weighting_bases import Weighting
 
 
-class DualProjWeighting(Weighting):
+class DualProjWeighting(DualConeWeighting):
     """
     Weights ``w = argmin_{v >= p} v^T G v`` of the Gramian ``G`` ``[m, m]`` (DualProj).
 
@@ -46,39 +43,13 @@ class DualProjWeighting(Weighting):
     tensor([0.6109, 0.5000])
     """
 
-    pref_vector: Tensor | None
-
-    def __init__(
-        self,
-        pref_vector: Tensor | None = None,
-        norm_eps: float = 0.0001,
-        reg_eps: float = 0.0001,
-        projector: DualConeProjector | None = None,
-    ):
-        super().__init__()
-        check_pref_vector(pref_vector)
-        check_non_negative_float(norm_eps, "norm_eps")
-        check_non_negative_float(reg_eps, "reg_eps")
-        self.register_buffer(
-            "pref_vector", None if pref_vector is None else pref_vector.detach().clone()
-        )
-        self.norm_eps = norm_eps
-        self.reg_eps = reg_eps
-        self.projector = check_projector(projector)
-
-    def extra_repr(self) -> str:
-        return (
-            f"pref_vector={self.pref_vector!r}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}, "
-            f"projector={self.projector!r}"
-        )
-
     def compute_weights(self, stat: Tensor) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
         preferences = preference_weights(self.pref_vector, stat)
         return project_regularized(self.projector, stat, self.norm_eps, self.reg_eps, preferences)
 
 
-class DualProj(GramianWeightedAggregator):
+class DualProj(DualConeAggregator):
     """
     Aggregates the rows into the projection of their (preference-weighted) mean onto the dual cone
     of the rows (GEM's projection, arXiv 1706.08840): ``A(J) = π_J(J^T p)``.
@@ -110,22 +81,3 @@ class DualProj(GramianWeightedAggregator):
         projector: DualConeProjector | None = None,
     ):
         super().__init__(DualProjWeighting(pref_vector, norm_eps, reg_eps, projector))
-
-    @property
-    def pref_vector(self) -> Tensor | None:
-        return self.weighting.pref_vector
-
-    @property
-    def norm_eps(self) -> float:
-        return self.weighting.norm_eps
-
-    @property
-    def reg_eps(self) -> float:
-        return self.weighting.reg_eps
-
-    @property
-    def projector(self) -> DualConeProjector:
-        return self.weighting.projector
-
-    def extra_repr(self) -> str:
-        return self.weighting.extra_repr()

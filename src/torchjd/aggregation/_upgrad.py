@@ -18,18 +18,15 @@ from torch import Tensor
 
 from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import check_non_negative_float
 from ._dual_cone_utils import (
-    check_pref_vector,
-    check_projector,
+    DualConeAggregator,
+    DualConeWeighting,
     preference_weights,
     project_regularized,
 )
-from ._weighting_bases import Weighting
 
 
-class UPGradWeighting(Weighting):
+class UPGradWeighting(DualConeWeighting):
     """
     Weights ``w = Σ_i argmin_{v >= p_i e_i} v^T G v`` of the Gramian ``G`` ``[m, m]`` (UPGrad).
 
@@ -49,32 +46,6 @@ class UPGradWeighting(Weighting):
     >>> weights.round(decimals=4)
     tensor([1.1109, 0.7894])
     """
-
-    pref_vector: Tensor | None
-
-    def __init__(
-        self,
-        pref_vector: Tensor | None = None,
-        norm_eps: float = 0.0001,
-        reg_eps: float = 0.0001,
-        projector: DualConeProjector | None = None,
-    ):
-        super().__init__()
-        check_pref_vector(pref_vector)
-        check_non_negative_float(norm_eps, "norm_eps")
-        check_non_negative_float(reg_eps, "reg_eps")
-        self.register_buffer(
-            "pref_vector", None if pref_vector is None else pref_vector.detach().clone()
-        )
-        self.norm_eps = norm_eps
-        self.reg_eps = reg_eps
-        self.projector = check_projector(projector)
-
-    def extra_repr(self) -> str:
-        return (
-            f"pref_vector={self.pref_vector!r}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}, "
-            f"projector={self.projector!r}"
-        )
 
     def compute_weights(self, stat: Tensor) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
@@ -129,7 +100,7 @@ def _two_row_weights_on_cpu(gramian: Tensor, norm_eps: float, reg_eps: float) ->
     return torch.tensor([w1, w2], dtype=gramian.dtype)
 
 
-class UPGrad(GramianWeightedAggregator):
+class UPGrad(DualConeAggregator):
     """
     Aggregates the rows into the sum of their preference-weighted projections onto the dual cone of
     all the rows (UPGrad, arXiv 2406.16232): ``A(J) = Σ_i π_J(p_i J_i)``.
@@ -161,22 +132,3 @@ class UPGrad(GramianWeightedAggregator):
         projector: DualConeProjector | None = None,
     ):
         super().__init__(UPGradWeighting(pref_vector, norm_eps, reg_eps, projector))
-
-    @property
-    def pref_vector(self) -> Tensor | None:
-        return self.weighting.pref_vector
-
-    @property
-    def norm_eps(self) -> float:
-        return self.weighting.norm_eps
-
-    @property
-    def reg_eps(self) -> float:
-        return self.weighting.reg_eps
-
-    @property
-    def projector(self) -> DualConeProjector:
-        return self.weighting.projector
-
-    def extra_repr(self) -> str:
-        return self.weighting.extra_repr()

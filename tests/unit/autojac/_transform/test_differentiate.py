@@ -8,6 +8,24 @@ from torchjd.autojac._transform import VmapFallbackWarning
 from torchjd.autojac._transform._differentiate import batched_vjp
 
 
+class _NotVmappable(torch.autograd.Function):
+    """Doubles its input; its backward has data-dependent control flow, which vmap cannot run."""
+
+    @staticmethod
+    def forward(x):
+        return x * 2
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.sum() > float("inf"):
+            raise AssertionError
+        return grad * 2
+
+
 def _loop(outputs, inputs, rows):
     per_row = [
         torch.autograd.grad(outputs, inputs, [r[i] for r in rows], retain_graph=True)
@@ -42,23 +60,8 @@ def test_chunk_size_one_does_not_warn_on_compiled_graph():
 
 
 def test_unknown_vmap_failure_falls_back_to_rows():
-    class NotVmappable(torch.autograd.Function):
-        @staticmethod
-        def forward(x):
-            return x * 2
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            pass
-
-        @staticmethod
-        def backward(ctx, grad):
-            if grad.sum() > float("inf"):  # Data-dependent control flow cannot run under vmap.
-                raise AssertionError
-            return grad * 2
-
     x = torch.randn(3, requires_grad=True)
-    y = NotVmappable.apply(x)
+    y = _NotVmappable.apply(x)
     with pytest.warns(VmapFallbackWarning, match="parallel_chunk_size=1"):
         (result,) = batched_vjp([y], [x], [torch.eye(3)], None, False, False)
     torch.testing.assert_close(result, 2 * torch.eye(3))
@@ -74,27 +77,12 @@ def test_warning_points_at_the_caller():
 
 
 def test_unknown_vmap_failure_after_freeing_the_graph_says_what_to_do():
-    class NotVmappable(torch.autograd.Function):
-        @staticmethod
-        def forward(x):
-            return x * 2
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            pass
-
-        @staticmethod
-        def backward(ctx, grad):
-            if grad.sum() > float("inf"):  # Data-dependent control flow cannot run under vmap.
-                raise AssertionError
-            return grad * 2
-
     x = torch.randn(3, requires_grad=True)
     # tanh runs (and frees its saved output) before the failing node is reached.
-    y = NotVmappable.apply(x).tanh()
+    y = _NotVmappable.apply(x).tanh()
     with pytest.warns(VmapFallbackWarning), pytest.raises(RuntimeError, match="parallel_chunk_size=1"):
         batched_vjp([y], [x], [torch.eye(3)], None, False, False)
-    y = NotVmappable.apply(x).tanh()
+    y = _NotVmappable.apply(x).tanh()
     with pytest.warns(VmapFallbackWarning):
         (result,) = batched_vjp([y], [x], [torch.eye(3)], None, True, False)
     expected = torch.diag(2 * (1 - y.detach() ** 2))
