@@ -21,8 +21,9 @@ from ._scalarizer_bases import (
     Scalarizer,
     _check_matches_losses,
     _check_non_negative_float,
-    _check_vector,
     _format_tensor,
+    _register_preference_and_ideal_point,
+    _subtract_ideal_point,
 )
 
 
@@ -56,21 +57,8 @@ class PBI(Scalarizer):
     ):
         super().__init__()
         _check_non_negative_float(theta, "theta")
-        if preference is not None:
-            _check_vector(preference, "preference", non_negative=True)
-            preference = preference.detach().clone()
-        if ideal_point is not None:
-            _check_vector(ideal_point, "ideal_point")
-            ideal_point = ideal_point.detach().clone()
-        if preference is not None and ideal_point is not None:
-            if preference.shape != ideal_point.shape:
-                raise ValueError(
-                    "Parameters `preference` and `ideal_point` should have the same shape. Found "
-                    f"{tuple(preference.shape)} and {tuple(ideal_point.shape)}."
-                )
         self.theta = theta
-        self.register_buffer("preference", preference)
-        self.register_buffer("ideal_point", ideal_point)
+        _register_preference_and_ideal_point(self, preference, ideal_point)
 
     def extra_repr(self) -> str:
         return (
@@ -79,10 +67,7 @@ class PBI(Scalarizer):
         )
 
     def scalarize(self, losses: Tensor) -> Tensor:
-        shifted = losses
-        if self.ideal_point is not None:
-            _check_matches_losses(self.ideal_point, losses, "ideal_point")
-            shifted = losses - self.ideal_point.to(dtype=losses.dtype, device=losses.device)
+        shifted = _subtract_ideal_point(losses, self.ideal_point)
         if self.preference is None:
             direction = torch.ones_like(losses)
         else:

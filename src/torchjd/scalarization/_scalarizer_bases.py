@@ -153,3 +153,33 @@ def _check_matches_losses(value: Tensor, losses: Tensor, name: str) -> None:
 
 def _format_tensor(value: Tensor | None) -> str:
     return "None" if value is None else repr(value.detach())
+
+
+def _register_preference_and_ideal_point(
+    module: nn.Module, preference: Tensor | None, ideal_point: Tensor | None
+) -> None:
+    """Checks and registers (as buffers) the ``preference`` and ``ideal_point`` of STCH and PBI."""
+
+    if preference is not None:
+        _check_vector(preference, "preference", non_negative=True)
+        preference = preference.detach().clone()
+    if ideal_point is not None:
+        _check_vector(ideal_point, "ideal_point")
+        ideal_point = ideal_point.detach().clone()
+    if preference is not None and ideal_point is not None:
+        if preference.shape != ideal_point.shape:
+            raise ValueError(
+                "Parameters `preference` and `ideal_point` should have the same shape. Found "
+                f"{tuple(preference.shape)} and {tuple(ideal_point.shape)}."
+            )
+    module.register_buffer("preference", preference)
+    module.register_buffer("ideal_point", ideal_point)
+
+
+def _subtract_ideal_point(losses: Tensor, ideal_point: Tensor | None) -> Tensor:
+    """Returns ``losses - ideal_point`` (``losses`` itself without an ideal point)."""
+
+    if ideal_point is None:
+        return losses
+    _check_matches_losses(ideal_point, losses, "ideal_point")
+    return losses - ideal_point.to(dtype=losses.dtype, device=losses.device)

@@ -23,8 +23,9 @@ from ._scalarizer_bases import (
     Scalarizer,
     _check_matches_losses,
     _check_positive_float,
-    _check_vector,
     _format_tensor,
+    _register_preference_and_ideal_point,
+    _subtract_ideal_point,
 )
 
 
@@ -61,21 +62,8 @@ class STCH(Scalarizer):
     ):
         super().__init__()
         _check_positive_float(mu, "mu")
-        if preference is not None:
-            _check_vector(preference, "preference", non_negative=True)
-            preference = preference.detach().clone()
-        if ideal_point is not None:
-            _check_vector(ideal_point, "ideal_point")
-            ideal_point = ideal_point.detach().clone()
-        if preference is not None and ideal_point is not None:
-            if preference.shape != ideal_point.shape:
-                raise ValueError(
-                    "Parameters `preference` and `ideal_point` should have the same shape. Found "
-                    f"{tuple(preference.shape)} and {tuple(ideal_point.shape)}."
-                )
         self.mu = mu
-        self.register_buffer("preference", preference)
-        self.register_buffer("ideal_point", ideal_point)
+        _register_preference_and_ideal_point(self, preference, ideal_point)
 
     def extra_repr(self) -> str:
         return (
@@ -84,10 +72,7 @@ class STCH(Scalarizer):
         )
 
     def scalarize(self, losses: Tensor) -> Tensor:
-        shifted = losses
-        if self.ideal_point is not None:
-            _check_matches_losses(self.ideal_point, losses, "ideal_point")
-            shifted = losses - self.ideal_point.to(dtype=losses.dtype, device=losses.device)
+        shifted = _subtract_ideal_point(losses, self.ideal_point)
         if self.preference is None:
             weighted = shifted / losses.shape[0]
         else:
