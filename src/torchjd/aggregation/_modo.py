@@ -44,6 +44,7 @@ from ._stateful_utils import (
     project_onto_simplex,
     split_estimates,
     spread_weights,
+    stored_or_uniform,
 )
 from ._weighting_bases import Weighting
 
@@ -82,10 +83,7 @@ class MoDoWeighting(LazyStateMixin, Weighting):
     def compute_weights(self, stat: Tensor) -> Tensor:
         m, cross_gramian = split_estimates(stat, self.num_estimates, "MoDo")
         check_state_size(self.weights, m, "MoDo")
-        if self.weights.numel() == 0:
-            weights = torch.full((m,), 1.0 / m, dtype=stat.dtype, device=stat.device)
-        else:
-            weights = self.weights.to(dtype=stat.dtype, device=stat.device)
+        weights = stored_or_uniform(self.weights, m, stat)
         step = cross_gramian @ weights + self.rho * weights
         weights = project_onto_simplex(weights - self.gamma * step)
         self.weights = weights

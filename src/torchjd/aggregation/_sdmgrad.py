@@ -39,6 +39,7 @@ from ._stateful_utils import (
     project_onto_simplex,
     split_estimates,
     spread_weights,
+    stored_or_uniform,
 )
 from ._weighting_bases import Weighting
 
@@ -81,10 +82,7 @@ class SDMGradWeighting(LazyStateMixin, Weighting):
     def compute_weights(self, stat: Tensor) -> Tensor:
         m, cross_gramian = split_estimates(stat, self.num_estimates, "SDMGrad")
         check_state_size(self.weights, m, "SDMGrad")
-        if self.weights.numel() == 0:
-            weights = torch.full((m,), 1.0 / m, dtype=stat.dtype, device=stat.device)
-        else:
-            weights = self.weights.to(dtype=stat.dtype, device=stat.device)
+        weights = stored_or_uniform(self.weights, m, stat)
         shift = self.lmbda / m
         for _ in range(self.niter):
             weights = project_onto_simplex(weights - self.beta * cross_gramian @ (weights + shift))

@@ -43,6 +43,13 @@ def check_state_size(state: Tensor, m: int, what: str) -> None:
         )
 
 
+def stored_or_uniform(weights: Tensor, m: int, like: Tensor) -> Tensor:
+    """Returns the stored ``weights`` (on the device and dtype of ``like``), or ``1/m`` each if empty."""
+    if weights.numel() == 0:
+        return torch.full((m,), 1.0 / m, dtype=like.dtype, device=like.device)
+    return weights.to(dtype=like.dtype, device=like.device)
+
+
 def project_onto_simplex(vectors: Tensor) -> Tensor:
     """
     Returns the Euclidean projection of each ``[..., m]`` vector onto the probability simplex.
