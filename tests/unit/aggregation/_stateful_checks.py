@@ -1,4 +1,4 @@
-"""Checks shared by the tests of the stateful aggregators and weightings."""
+"""Checks and reference computations shared by the tests of the stateful aggregators."""
 
 import copy
 from collections.abc import Callable, Sequence
@@ -43,3 +43,15 @@ def assert_state_dict_round_trip(
     for other in (fresh, copied):
         for e, actual in zip(expected, _run(other, after, seed + 1)):
             assert_close(actual, e, rtol=0, atol=0)
+
+
+def simplex_projection_2d(v: Sequence[float]) -> list[float]:
+    """Euclidean projection of a 2-vector onto the probability simplex, written plainly."""
+    a, b = v
+    shift = (1.0 - a - b) / 2
+    a, b = a + shift, b + shift
+    if a < 0:
+        return [0.0, 1.0]
+    if b < 0:
+        return [1.0, 0.0]
+    return [a, b]

@@ -4,21 +4,10 @@ from torch.testing import assert_close
 from unit.aggregation._stateful_checks import (
     assert_reset_restores_initial_behaviour,
     assert_state_dict_round_trip,
+    simplex_projection_2d,
 )
 
 from torchjd.aggregation import MoDo, MoDoWeighting
-
-
-def _simplex_projection_2d(v):
-    """Projection of a 2-vector onto the simplex, written plainly."""
-    a, b = v
-    shift = (1.0 - a - b) / 2
-    a, b = a + shift, b + shift
-    if a < 0:
-        return [0.0, 1.0]
-    if b < 0:
-        return [1.0, 0.0]
-    return [a, b]
 
 
 def test_first_two_steps_hand_computed():
@@ -35,7 +24,7 @@ def test_first_two_steps_hand_computed():
             cross[0][0] * lam[0] + cross[0][1] * lam[1] + rho * lam[0],
             cross[1][0] * lam[0] + cross[1][1] * lam[1] + rho * lam[1],
         ]
-        lam = _simplex_projection_2d([lam[0] - gamma * step[0], lam[1] - gamma * step[1]])
+        lam = simplex_projection_2d([lam[0] - gamma * step[0], lam[1] - gamma * step[1]])
         result = aggregator(torch.cat([j1, j2, j3]))
         expected = lam[0] * j3[0] + lam[1] * j3[1]
         assert_close(result, expected)

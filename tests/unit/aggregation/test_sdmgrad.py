@@ -4,20 +4,10 @@ from torch.testing import assert_close
 from unit.aggregation._stateful_checks import (
     assert_reset_restores_initial_behaviour,
     assert_state_dict_round_trip,
+    simplex_projection_2d,
 )
 
 from torchjd.aggregation import SDMGrad, SDMGradWeighting
-
-
-def _simplex_projection_2d(v):
-    a, b = v
-    shift = (1.0 - a - b) / 2
-    a, b = a + shift, b + shift
-    if a < 0:
-        return [0.0, 1.0]
-    if b < 0:
-        return [1.0, 0.0]
-    return [a, b]
 
 
 def test_first_two_calls_hand_computed():
@@ -35,7 +25,7 @@ def test_first_two_calls_hand_computed():
                 cross[0][0] * shifted[0] + cross[0][1] * shifted[1],
                 cross[1][0] * shifted[0] + cross[1][1] * shifted[1],
             ]
-            w = _simplex_projection_2d([w[0] - beta * grad[0], w[1] - beta * grad[1]])
+            w = simplex_projection_2d([w[0] - beta * grad[0], w[1] - beta * grad[1]])
         result = aggregator(torch.cat([j1, j2, j3]))
         mean_gradient = (j3[0] + j3[1]) / 2
         expected = (w[0] * j3[0] + w[1] * j3[1] + lmbda * mean_gradient) / (1 + lmbda)
