@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._preferences import preference_weights
 from ._weighting_bases import Weighting
 
 _SCALE_MODES = ("min", "median", "rmse")
@@ -83,15 +84,7 @@ class AlignedMTLWeighting(Weighting):
     def compute_weights(self, stat: Tensor) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
-        if self.pref_vector is None:
-            preferences = torch.ones(m, dtype=gramian.dtype, device=gramian.device)
-        elif self.pref_vector.shape[0] != m:
-            raise ValueError(
-                f"Parameter `pref_vector` should have one value per row of the matrix ({m}). "
-                f"Found {self.pref_vector.shape[0]} values."
-            )
-        else:
-            preferences = self.pref_vector.to(dtype=gramian.dtype, device=gramian.device)
+        preferences = preference_weights(self.pref_vector, gramian, 1.0)
 
         eigenvalues, eigenvectors = torch.linalg.eigh(gramian)
         tolerance = eigenvalues.max().clamp(min=0.0) * m * torch.finfo(gramian.dtype).eps

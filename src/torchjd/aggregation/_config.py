@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import Aggregator
+from ._preferences import preference_weights
 
 
 class ConFIG(Aggregator):
@@ -60,16 +61,7 @@ class ConFIG(Aggregator):
         return f"pref_vector={pref_vector}"
 
     def aggregate(self, matrix: Tensor) -> Tensor:
-        m = matrix.shape[0]
-        if self.pref_vector is None:
-            preferences = torch.ones(m, dtype=matrix.dtype, device=matrix.device)
-        elif self.pref_vector.shape[0] != m:
-            raise ValueError(
-                f"Parameter `pref_vector` should have one value per row of the matrix ({m}). "
-                f"Found {self.pref_vector.shape[0]} values."
-            )
-        else:
-            preferences = self.pref_vector.to(dtype=matrix.dtype, device=matrix.device)
+        preferences = preference_weights(self.pref_vector, matrix, 1.0)
 
         norms = torch.linalg.vector_norm(matrix, dim=1, keepdim=True)
         units = matrix / torch.where(norms > 0, norms, torch.ones_like(norms))  # U, [m, n]

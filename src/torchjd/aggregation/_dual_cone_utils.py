@@ -46,19 +46,6 @@ def check_projector(projector: DualConeProjector | None) -> DualConeProjector:
     return projector
 
 
-def preference_weights(pref_vector: Tensor | None, gramian: Tensor) -> Tensor:
-    """Returns the preference weights ``[m]``: ``pref_vector``, or ``1 / m`` each by default."""
-
-    m = gramian.shape[0]
-    if pref_vector is None:
-        return torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
-    if pref_vector.shape[0] != m:
-        raise ValueError(
-            f"Parameter `pref_vector` has {pref_vector.shape[0]} entries but the Gramian has {m} rows."
-        )
-    return pref_vector.to(dtype=gramian.dtype, device=gramian.device)
-
-
 def normalize_and_regularize(gramian: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
     """
     Returns ``G / tr(G) + reg_eps I``, with ``G / tr(G)`` replaced by zeros if ``tr(G) < norm_eps``.

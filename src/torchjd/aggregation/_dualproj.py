@@ -17,9 +17,9 @@ from torchjd.linalg import DualConeProjector
 from ._dual_cone_utils import (
     DualConeAggregator,
     DualConeWeighting,
-    preference_weights,
     project_regularized,
 )
+from ._preferences import preference_weights
 
 
 class DualProjWeighting(DualConeWeighting):
@@ -45,7 +45,7 @@ class DualProjWeighting(DualConeWeighting):
 
     def compute_weights(self, stat: Tensor) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
-        preferences = preference_weights(self.pref_vector, stat)
+        preferences = preference_weights(self.pref_vector, stat, 1.0 / stat.shape[0])
         return project_regularized(self.projector, stat, self.norm_eps, self.reg_eps, preferences)
 
 

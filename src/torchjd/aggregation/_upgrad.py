@@ -21,9 +21,9 @@ from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector
 from ._dual_cone_utils import (
     DualConeAggregator,
     DualConeWeighting,
-    preference_weights,
     project_regularized,
 )
+from ._preferences import preference_weights
 
 
 class UPGradWeighting(DualConeWeighting):
@@ -49,7 +49,7 @@ class UPGradWeighting(DualConeWeighting):
 
     def compute_weights(self, stat: Tensor) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
-        preferences = preference_weights(self.pref_vector, stat)
+        preferences = preference_weights(self.pref_vector, stat, 1.0 / stat.shape[0])
         if (
             stat.shape[0] == 2
             and self.pref_vector is None
