@@ -8,6 +8,7 @@ from torchjd.linalg._dual_cone import (
     _DIRECT_PIVOTING_MAX_SIZE,
     _project_regularized,
     _project_regularized_in_python,
+    _sum_of_basis_projections,
     _work_dtype,
     default_kkt_tolerance,
 )
@@ -63,9 +64,31 @@ def normalize_and_regularize(gramian: Tensor, norm_eps: float, reg_eps: float) -
     return normalized + reg_eps * torch.eye(m, dtype=gramian.dtype, device=gramian.device)
 
 
-# Up to this many batch * m * m, Python floats beat the ~40 tensor operations of the tensor path on
-# CPU (measured: UPGrad up to m = 6, DualProj up to m = 16).
-_PYTHON_MAX_WORK = 256
+# Up to this many batch * m * m, Python floats beat the ~20 tensor operations of the tensor path on
+# CPU (measured with benchmarks/aggregation.py: UPGrad up to m = 7, DualProj up to m = 16).
+_PYTHON_MAX_WORK = 343
+
+
+def _fast_path_setup(projector: DualConeProjector, gramian: Tensor) -> tuple[float, float] | None:
+    """
+    Returns ``tr(G)`` and the KKT tolerance when the fast paths below apply (default projector,
+    ``3 <= m <= 16``), else ``None``. Reading ``tr(G)`` synchronizes on an accelerator, where
+    pivoting synchronizes anyway.
+    """
+
+    if type(projector) is not ActiveSetDualConeProjector:
+        return None
+    if not 3 <= gramian.shape[0] <= _DIRECT_PIVOTING_MAX_SIZE:
+        return None
+    tolerance = projector.tolerance
+    if tolerance is None:
+        tolerance = default_kkt_tolerance(_work_dtype(gramian.dtype))
+    return float(torch.diagonal(gramian).sum()), tolerance
+
+
+def _fits_in_python(gramian: Tensor, batch: int) -> bool:
+    m = gramian.shape[0]
+    return gramian.device.type == "cpu" and batch * m * m <= _PYTHON_MAX_WORK
 
 
 def project_regularized(
@@ -82,22 +105,18 @@ def project_regularized(
     For the default projector and ``3 <= m <= 16``, this takes a fast path that merges the
     normalization into the projector's own unit-diagonal scaling and skips its generic checks and
     conversions: at these sizes the number of tensor operations, not their arithmetic, is the time.
-    On CPU, the smallest problems are solved in Python floats, which costs even less.
-    It reads ``tr(G)`` once (a synchronization on an accelerator, where pivoting synchronizes
-    anyway) and falls back to the general path when three rounds of pivoting are not enough.
+    On CPU, the smallest problems are solved in Python floats, which costs even less. When pivoting
+    fails, it falls back to the general path.
     """
 
-    m = gramian.shape[0]
-    if type(projector) is ActiveSetDualConeProjector and 3 <= m <= _DIRECT_PIVOTING_MAX_SIZE:
-        trace = float(torch.diagonal(gramian).sum())
+    setup = _fast_path_setup(projector, gramian)
+    if setup is not None:
+        trace, tolerance = setup
         if not trace > 0.0 or trace < norm_eps:
             # H = reg_eps I (or 0): v = max(u, 0) is a minimizer.
             return vectors.clamp(min=0.0)
-        tolerance = projector.tolerance
-        if tolerance is None:
-            tolerance = default_kkt_tolerance(_work_dtype(gramian.dtype))
-        flat = vectors.reshape(-1, m)
-        if gramian.device.type == "cpu" and flat.shape[0] * m * m <= _PYTHON_MAX_WORK:
+        flat = vectors.reshape(-1, gramian.shape[0])
+        if _fits_in_python(gramian, flat.shape[0]):
             values = _project_regularized_in_python(
                 gramian.tolist(), trace, reg_eps, flat.tolist(), tolerance
             )
@@ -108,6 +127,44 @@ def project_regularized(
             if solution is not None:
                 return solution.to(gramian.dtype).reshape(vectors.shape)
     return projector(normalize_and_regularize(gramian, norm_eps, reg_eps), vectors)
+
+
+def sum_of_basis_projections_regularized(
+    projector: DualConeProjector,
+    gramian: Tensor,
+    norm_eps: float,
+    reg_eps: float,
+    weights: Tensor | None,
+) -> Tensor:
+    """
+    Returns ``project_regularized(projector, gramian, norm_eps, reg_eps, diag(p)).sum(dim=0)`` for
+    ``p = weights`` ``[m]`` (UPGrad's weights; ``None`` means ``1/m`` each), with the same fast
+    paths, specialized to these bounds.
+    """
+
+    m = gramian.shape[0]
+    setup = _fast_path_setup(projector, gramian)
+    if setup is not None:
+        trace, tolerance = setup
+        if not trace > 0.0 or trace < norm_eps:
+            # The sum of the max(p_i e_i, 0).
+            return gramian.new_full((m,), 1.0 / m) if weights is None else weights.clamp(min=0.0)
+        if _fits_in_python(gramian, m):
+            p = [1.0 / m] * m if weights is None else weights.tolist()
+            basis = [[p[i] if j == i else 0.0 for j in range(m)] for i in range(m)]
+            values = _project_regularized_in_python(
+                gramian.tolist(), trace, reg_eps, basis, tolerance
+            )
+            if values is not None:
+                return torch.tensor([sum(column) for column in zip(*values)], dtype=gramian.dtype)
+        else:
+            solution = _sum_of_basis_projections(gramian, trace, reg_eps, weights, tolerance)
+            if solution is not None:
+                return solution.to(gramian.dtype)
+    if weights is None:
+        weights = gramian.new_full((m,), 1.0 / m)
+    regularized = normalize_and_regularize(gramian, norm_eps, reg_eps)
+    return projector(regularized, torch.diag(weights)).sum(dim=0)
 
 
 class DualConeWeighting(Weighting):

@@ -21,7 +21,7 @@ from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector
 from ._dual_cone_utils import (
     DualConeAggregator,
     DualConeWeighting,
-    project_regularized,
+    sum_of_basis_projections_regularized,
 )
 from ._preferences import preference_weights
 
@@ -49,20 +49,19 @@ class UPGradWeighting(DualConeWeighting):
 
     def compute_weights(self, stat: Tensor) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
-        preferences = preference_weights(self.pref_vector, stat, 1.0 / stat.shape[0])
-        if (
-            stat.shape[0] == 2
-            and self.pref_vector is None
-            and type(self.projector) is ActiveSetDualConeProjector
-        ):
+        m = stat.shape[0]
+        if self.pref_vector is not None:
+            preferences = preference_weights(self.pref_vector, stat, 1.0 / m)
+        elif m == 2 and type(self.projector) is ActiveSetDualConeProjector:
             if stat.device.type == "cpu":
                 return _two_row_weights_on_cpu(stat, self.norm_eps, self.reg_eps)
-            return _two_row_weights(stat, preferences, self.norm_eps, self.reg_eps)
-        # Row i of the batch is the bound u^(i) = p_i e_i of the i-th projection.
-        solutions = project_regularized(
-            self.projector, stat, self.norm_eps, self.reg_eps, torch.diag(preferences)
+            return _two_row_weights(stat, stat.new_full((2,), 0.5), self.norm_eps, self.reg_eps)
+        else:
+            preferences = None  # 1/m each, which the fast paths take without building it
+        # The bounds of the m projections are u^(i) = p_i e_i.
+        return sum_of_basis_projections_regularized(
+            self.projector, stat, self.norm_eps, self.reg_eps, preferences
         )
-        return solutions.sum(dim=0)
 
 
 def _two_row_weights(

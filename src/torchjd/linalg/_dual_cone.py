@@ -10,6 +10,7 @@ This is the inner problem of UPGrad and DualProj. Its KKT conditions are ``v >= 
 and ``(G v)_i (v_i - u_i) = 0`` for every ``i``.
 """
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
@@ -163,10 +164,10 @@ class ActiveSetDualConeProjector(DualConeProjector):
         lower = u * root_d  # the bound on y = D^{1/2} v
 
         if m <= _DIRECT_PIVOTING_MAX_SIZE:
-            y, converged = _solve_by_direct_pivoting(correlation, lower, tolerance)
-            if not bool(converged.all()):
-                remaining = ~converged
-                y[remaining] = self._solve_iteratively(correlation, lower[remaining], tolerance)
+            y, solved = _solve_by_direct_pivoting(correlation, lower, tolerance)
+            if solved is not None and not bool(solved.all()):
+                unsolved = ~solved
+                y[unsolved] = self._solve_iteratively(correlation, lower[unsolved], tolerance)
         else:
             y = self._solve_iteratively(correlation, lower, tolerance)
         # The bound is kept exactly, whatever the rounding of the division.
@@ -246,42 +247,68 @@ _DIRECT_PIVOTING_MAX_SIZE = 16
 
 
 def _solve_by_direct_pivoting(
-    correlation: Tensor, lower: Tensor, tolerance: float, max_rounds: int = 3
-) -> tuple[Tensor, Tensor]:
+    correlation: Tensor, lower: Tensor, tolerance: float
+) -> tuple[Tensor, Tensor | None]:
     """
-    A few rounds of block principal pivoting on ``C`` itself (no ridge), for small ``m``.
+    Returns ``y`` ``[B, m]`` for ``min y^T C y, y >= l`` and the batch ``l``, with :func:`_pivot`'s
+    mask of the vectors that it solved (``None`` when it solved all of them).
 
-    Starting from the free set ``{i : (C l)_i < 0}``, each round solves ``C_FF s_F = -(C l)_F`` for
-    the whole batch with one batched solve of padded ``[B, m, m]`` systems, and flips every
-    variable that violates a sign condition. On well-conditioned problems the first or second
-    round is exact, in a few operations. Returns ``y = l + s`` and which rows satisfy the KKT
-    conditions within the tolerance (the others, e.g. singular ``C_FF``, need the robust path).
+    Each bound is first divided by its largest magnitude (the solution scales with it), so that one
+    threshold fits the whole batch; the first guess of the free set is ``{i : (C l)_i < 0}``.
+    """
+
+    scale = lower.abs().amax(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = (lower / scale) @ correlation
+    s, solved = _pivot(correlation, q, q < 0, tolerance)
+    return torch.addcmul(lower, s, scale), solved
+
+
+def _pivot(
+    correlation: Tensor, q: Tensor, free: Tensor, tolerance: float
+) -> tuple[Tensor, Tensor | None]:
+    """
+    Up to three rounds of block principal pivoting on the linear complementarity problem
+    ``s >= 0``, ``w = q + C s >= 0``, ``s^T w = 0`` for a batch ``q`` ``[B, m]``: with ``q = C l``
+    and ``y = l + s``, these are the KKT conditions of ``min y^T C y, y >= l``. ``C`` must have a
+    unit diagonal and the bounds a largest magnitude of at most 1.
+
+    Each round guesses the free set ``F`` of every vector (``w_F = 0``, ``s = 0`` off ``F``) and
+    solves, for the whole batch at once, the square systems ``[C_{:F}  -I_{:A}] z = -q`` whose
+    solution holds ``s_F`` on ``F`` and ``w_A`` on the complement ``A``. The guess is right when no
+    ``z_i`` is below ``-t``; otherwise the variables with ``z_i < -t`` flip, all at once. On
+    well-conditioned problems, the first or second round is exact.
+
+    Returns ``s`` (clamped at 0, zero off ``F``) and the mask ``[B]`` of the vectors whose ``s``
+    satisfies the KKT conditions within the tolerance, or ``None`` when all of them do. That common
+    case is decided from ``min z`` and ``max z`` alone: ``w_F = 0`` holds up to the rounding of the
+    solve, and for LU with partial pivoting the residual of ``M z = b`` is at most about
+    ``6 m^3 ρ eps ||M||_∞ ||z||_∞`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    Thm 9.4 and Lemma 9.6), with ``||M||_∞ <= m`` here and the growth factor ``ρ`` taken below 8
+    (it stays near 1 in practice). When ``||z||_∞`` is too large for that bound to be below ``t``,
+    or some vector is not solved, the KKT conditions are checked explicitly, vector by vector.
     """
 
     m = correlation.shape[0]
-    eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
-    q = lower @ correlation
-    free = q < 0
-    nu = lower.abs().amax(dim=1, keepdim=True)
-    # Clamping s_F at 0 at the end moves each (C y)_i by at most m times this: divide by 4 m.
-    threshold = tolerance / (4.0 * m) * torch.where(nu > 0, nu, torch.ones_like(nu))
-    zero = torch.zeros((), dtype=correlation.dtype, device=correlation.device)
-    s = torch.zeros_like(lower)
-    converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
-    for _ in range(max_rounds):
-        systems = torch.where(free[:, :, None] & free[:, None, :], correlation, eye)
-        s = torch.linalg.solve_ex(systems, torch.where(free, -q, zero))[0]
-        w = torch.addmm(q, s, correlation)
-        # On F: s >= 0 and w = 0 (a failed or singular solve breaks the latter); on A: w >= 0.
-        # Written so that a NaN or an infinity (from a singular C_FF) counts as a violation.
-        sign_violation = torch.where(free, s, w) < -threshold
-        satisfied = torch.where(free, (s >= -threshold) & (w.abs() <= threshold), w >= -threshold)
-        converged = satisfied.all(dim=1)
-        if bool(converged.all()):
+    # Clamping s_F at 0 moves each w_i by at most m t: t = tolerance / (4 m) keeps it below it.
+    threshold = tolerance / (4.0 * m)
+    trusted = threshold / (48.0 * m**4 * torch.finfo(correlation.dtype).eps)
+    negative_identity = _negative_identity(m, correlation.dtype, correlation.device)
+    negative_q = -q
+    for round_ in range(3):
+        systems = torch.where(free[:, None, :], correlation, negative_identity)
+        z = torch.linalg.solve_ex(systems, negative_q)[0]
+        low, high = torch.aminmax(z)
+        feasible = float(low) >= -threshold  # False for a NaN (from a singular system)
+        if feasible or round_ == 2:
             break
-        free = free ^ sign_violation
-    y = lower + s.clamp(min=0.0)
-    return torch.where(converged[:, None], y, lower), converged
+        free = free ^ (z < -threshold)
+    s = z.clamp_(min=0.0).mul_(free)
+    if feasible and float(high) <= trusted:
+        return s, None
+    w = torch.addmm(q, s, correlation)
+    # A NaN (from a singular system) fails the comparison.
+    return s, torch.where(free, w.abs(), -w).amax(dim=1) <= tolerance / 2.0
 
 
 def _solve_by_admm(
@@ -429,59 +456,80 @@ def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor) -> Tensor:
     return s.scatter(1, order, torch.where(valid, solution, torch.zeros_like(solution)))
 
 
+@functools.lru_cache(maxsize=64)
+def _negative_identity(m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``-I`` ``[m, m]``, cached: it is only read, and building it costs two of the ~20 operations
+    of the fast paths."""
+
+    return -torch.eye(m, dtype=dtype, device=device)
+
+
+def _regularized_correlation(gramian: Tensor, trace: float, ridge: float) -> tuple[Tensor, Tensor]:
+    """
+    Returns the unit-diagonal form ``C`` of ``H = G / tr(G) + ridge I`` and ``r`` ``[m]`` such that
+    ``C = R (G + G^T) R`` off the diagonal, with ``R = diag(r)``, in float64 (float32 on MPS), for
+    ``trace = tr(G) > 0`` already read. With ``v = r * y``, ``min v^T H v`` becomes
+    ``min y^T C y`` up to a constant factor.
+
+    The normalization and the unit-diagonal scaling are merged: with ``S = G + G^T`` (symmetric
+    whatever the rounding of ``G``) and ``d = diag(S) + ridge tr(S)``, ``C_ij = S_ij / sqrt(d_i d_j)``
+    and ``r = 1 / sqrt(d)``, so ``tr(G)`` is never divided by.
+    """
+
+    dtype = torch.float64 if gramian.device.type != "mps" else torch.float32
+    symmetric = gramian.to(dtype) + gramian.mT  # promotes to dtype in the same operation
+    # d floored like _to_unit_diagonal does (for ridge = 0 and a zero row), from tr(S) = 2 tr(G).
+    floor = 2.0 * torch.finfo(dtype).eps * trace
+    r = torch.diagonal(symmetric).add(2.0 * ridge * trace).clamp_(min=floor).rsqrt_()
+    correlation = symmetric.mul_(r).mul_(r[:, None])
+    correlation.diagonal().fill_(1.0)
+    return correlation, r
+
+
 def _project_regularized(
     gramian: Tensor, trace: float, ridge: float, vectors: Tensor, tolerance: float
 ) -> Tensor | None:
     """
     Fast path of ``ActiveSetDualConeProjector()(G / tr(G) + ridge I, vectors)`` for the small ``m``
-    of UPGrad and DualProj, with ``trace = tr(G) > 0`` already read: the same scale-free direct
-    pivoting as :meth:`ActiveSetDualConeProjector._solve_general`, in about half the tensor
-    operations (on CPU each costs a few microseconds whatever ``m`` is, so their number is the
-    time). Returns ``v`` ``[B, m]`` in float64 (float32 on MPS) for ``vectors`` ``[B, m]``, or
-    ``None`` when three rounds do not satisfy the KKT conditions (the caller then takes the
-    general path).
-
-    The normalization and the unit-diagonal scaling are merged: with ``S = G + G^T`` (symmetric
-    whatever the rounding of ``G``) and ``d = diag(S) + ridge tr(S)``, the unit-diagonal form of
-    ``H = G / tr(G) + ridge I`` is ``C_ij = S_ij / sqrt(d_i d_j)`` off the diagonal and ``1`` on
-    it, so ``tr(G)`` is never divided by.
+    of UPGrad and DualProj: the same direct pivoting as
+    :meth:`ActiveSetDualConeProjector._solve_general`, without its generic checks and conversions
+    (on CPU each tensor operation costs a few microseconds whatever ``m`` is, so their number is
+    the time). Returns ``v`` ``[B, m]`` in float64 (float32 on MPS) for ``vectors`` ``[B, m]``, or
+    ``None`` when pivoting fails (the caller then takes the general path).
     """
 
-    m = gramian.shape[0]
-    dtype = torch.float64 if gramian.device.type != "mps" else torch.float32
-    symmetric = gramian.to(dtype) + gramian.mT  # promotes to dtype in the same operation
-    # d floored like _to_unit_diagonal does (for ridge = 0 and a zero row), from tr(S) = 2 tr(G).
-    d = torch.diagonal(symmetric).add(2.0 * ridge * trace).clamp_(min=2.0 * _EPS[dtype] * trace)
-    inverse_root_d = torch.rsqrt(d)
-    correlation = symmetric * inverse_root_d[:, None] * inverse_root_d[None, :]
-    correlation.diagonal().fill_(1.0)
-
-    u = vectors.to(dtype)
-    lower = u / inverse_root_d  # the bound on y = D^{1/2} v
-    q = lower @ correlation
-    negative_q = -q
-    free = negative_q > 0
-    # As in _solve_by_direct_pivoting; nu is floored so that a zero bound gets threshold > 0.
-    nu = lower.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(dtype).tiny)
-    threshold = nu * (tolerance / (4.0 * m))
-    eye = torch.eye(m, dtype=dtype, device=gramian.device)
-    for round_ in range(3):
-        systems = torch.where(free[:, :, None] & free[:, None, :], correlation, eye)
-        s = torch.linalg.solve_ex(systems, negative_q * free)[0]  # s = 0 off the free set
-        w = torch.addmm(q, s, correlation)
-        # Since s = 0 off F, min(s, w) >= -threshold says s_F >= -t and w >= -t everywhere; the
-        # other condition is |w_F| <= t (w_F = 0 up to the solve's rounding). A NaN fails `<=`.
-        low = torch.minimum(s, w)
-        violation = torch.maximum(w * free, -low)
-        if bool((violation <= threshold).all()):
-            # v = u + s / sqrt(d): the bound v >= u holds exactly.
-            return torch.addcmul(u, s.clamp(min=0.0), inverse_root_d)
-        if round_ < 2:
-            free = free ^ (low < -threshold)
-    return None
+    correlation, r = _regularized_correlation(gramian, trace, ridge)
+    u = vectors.to(correlation.dtype)
+    y, solved = _solve_by_direct_pivoting(correlation, u / r, tolerance)
+    if solved is not None and not bool(solved.all()):
+        return None
+    # v = r * y, with the bound v >= u kept exactly whatever the rounding.
+    return torch.maximum(y * r, u)
 
 
-_EPS = {dtype: torch.finfo(dtype).eps for dtype in (torch.float32, torch.float64)}
+def _sum_of_basis_projections(
+    gramian: Tensor, trace: float, ridge: float, weights: Tensor | None, tolerance: float
+) -> Tensor | None:
+    """
+    Returns ``Σ_i argmin_{v >= p_i e_i} v^T H v`` ``[m]`` for ``H = G / tr(G) + ridge I`` and
+    ``p = weights`` (UPGrad's weights; ``None`` means ``1/m`` each), in float64 (float32 on MPS), or ``None`` when pivoting
+    fails: :func:`_project_regularized` of ``diag(p)`` summed, in fewer operations.
+
+    A bound ``p_i <= 0`` has the solution ``0``. For ``p_i > 0``, in ``y = v / r`` the bound is
+    ``(p_i / r_i) e_i`` and the solution scales with it: ``y = (p_i / r_i) (e_i + s^(i))`` where
+    ``s^(i)`` solves the problem with the bound ``e_i``, whose ``q = C e_i`` is row ``i`` of ``C``.
+    So the sum is ``p⁺ + r * ((p⁺ / r) @ S)``.
+    """
+
+    correlation, r = _regularized_correlation(gramian, trace, ridge)
+    s, solved = _pivot(correlation, correlation, correlation < 0, tolerance)
+    if solved is not None and not bool(solved.all()):
+        return None
+    if weights is None:
+        positive = torch.full_like(r, 1.0 / r.shape[0])
+    else:
+        positive = weights.to(correlation.dtype).clamp(min=0.0)
+    return torch.addcmul(positive, r, (positive / r) @ s)
 
 
 def _project_regularized_in_python(
@@ -494,69 +542,81 @@ def _project_regularized_in_python(
     """
     :func:`_project_regularized` in Python floats (float64), for a few small problems on CPU,
     where reading the numbers once costs less than the tensor operations: the same unit-diagonal
-    ``C``, first free set ``{i : (C l)_i < 0}``, three rounds of pivoting and acceptance test, with
-    each ``C_FF s_F = -q_F`` solved by Gaussian elimination with partial pivoting. Returns ``None``
-    when a vector does not converge (or a pivot is zero), like :func:`_project_regularized`.
+    ``C``, first free set ``{i : (C l)_i < 0}`` and three rounds of pivoting, with each
+    ``C_FF s_F = -q_F`` solved by elimination and the KKT conditions checked on the computed
+    ``w = q + C s``. Returns ``None`` when a vector does not converge (or ``C_FF`` is not positive
+    definite to working precision), like :func:`_project_regularized`.
     """
 
     m = len(gramian)
+    indices = range(m)
     floor = 2.0 * _EPS[torch.float64] * trace
-    r = [
-        1.0 / math.sqrt(max(2.0 * gramian[i][i] + 2.0 * ridge * trace, floor)) for i in range(m)
-    ]  # 1 / sqrt(d_i)
-    c = [[(gramian[i][j] + gramian[j][i]) * r[i] * r[j] for j in range(m)] for i in range(m)]
-    for i in range(m):
+    r = [1.0 / math.sqrt(max(2.0 * gramian[i][i] + 2.0 * ridge * trace, floor)) for i in indices]
+    c = [[(gramian[i][j] + gramian[j][i]) * r[i] * r[j] for j in indices] for i in indices]
+    for i in indices:
         c[i][i] = 1.0
     factor = tolerance / (4.0 * m)
     solutions = []
     for u in vectors:
-        lower = [u[i] / r[i] for i in range(m)]
-        nonzero = [(i, x) for i, x in enumerate(lower) if x != 0.0]  # one for UPGrad's p_i e_i
-        q = [sum(x * c[i][j] for i, x in nonzero) for j in range(m)]
-        threshold = factor * max(max(abs(x) for x in lower), 1e-300)
-        free = [j for j in range(m) if q[j] < 0.0]
+        lower = [x / ri for x, ri in zip(u, r)]
+        q = [0.0] * m
+        for x, row in zip(lower, c):
+            if x != 0.0:  # a single one for UPGrad's p_i e_i
+                q = [qj + x * cj for qj, cj in zip(q, row)]
+        threshold = factor * max(max(map(abs, lower)), 1e-300)
+        free = [j for j in indices if q[j] < 0.0]
         for round_ in range(3):
-            s = [0.0] * m
-            for j, value in zip(
-                free,
-                _solve_dense([[c[i][j] for j in free] for i in free], [-q[i] for i in free]),
-            ):
-                s[j] = value
-            w = [q[i] + sum(c[i][j] * s[j] for j in free) for i in range(m)]
+            s_free = _solve_positive_definite(
+                [[c[i][j] for j in free] for i in free], [-q[i] for i in free]
+            )
+            if s_free is None:
+                return None
+            w = q
+            for j, value in zip(free, s_free):
+                w = [wk + value * ck for wk, ck in zip(w, c[j])]
             free_set = set(free)
-            # Written so that a NaN counts as a violation.
-            if all(
-                (s[j] >= -threshold and abs(w[j]) <= threshold)
-                if j in free_set
-                else w[j] >= -threshold
-                for j in range(m)
-            ):
+            # On F: s >= -t and w = 0 up to t; off F: w >= -t. Written so that a NaN fails.
+            wrong = [
+                j
+                for j, value in zip(free, s_free)
+                if not (value >= -threshold and abs(w[j]) <= threshold)
+            ]
+            wrong += [j for j in indices if j not in free_set and not w[j] >= -threshold]
+            if not wrong:
                 break
             if round_ == 2:
                 return None
-            free = [j for j in range(m) if (j in free_set) != (min(s[j], w[j]) < -threshold)]
-        solutions.append([u[i] + max(s[i], 0.0) * r[i] for i in range(m)])
+            free = sorted(free_set.symmetric_difference(wrong))
+        v = list(u)
+        for j, value in zip(free, s_free):
+            v[j] += max(value, 0.0) * r[j]
+        solutions.append(v)
     return solutions
 
 
-def _solve_dense(a: list[list[float]], b: list[float]) -> list[float]:
-    """Solves ``a x = b`` by Gaussian elimination with partial pivoting (``nan`` if singular)."""
+def _solve_positive_definite(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """
+    Solves ``a x = b`` for a positive definite ``a`` by Gaussian elimination without pivoting
+    (stable for such matrices), or returns ``None`` when a pivot is not positive.
+    """
 
     k = len(b)
     rows = [row + [value] for row, value in zip(a, b)]
     for col in range(k):
-        pivot = max(range(col, k), key=lambda row: abs(rows[row][col]))
-        rows[col], rows[pivot] = rows[pivot], rows[col]
         pivot_row = rows[col]
-        if pivot_row[col] == 0.0:
-            return [math.nan] * k
+        pivot = pivot_row[col]
+        if not pivot > 0.0:
+            return None
+        tail = pivot_row[col + 1 :]
         for row in rows[col + 1 :]:
-            f = row[col] / pivot_row[col]
-            if f != 0.0:
-                for j in range(col, k + 1):
-                    row[j] -= f * pivot_row[j]
+            factor = row[col] / pivot
+            if factor != 0.0:
+                row[col + 1 :] = [x - factor * y for x, y in zip(row[col + 1 :], tail)]
     x = [0.0] * k
     for i in range(k - 1, -1, -1):
         row = rows[i]
         x[i] = (row[k] - sum(row[j] * x[j] for j in range(i + 1, k))) / row[i]
     return x
+
+
+_EPS = {dtype: torch.finfo(dtype).eps for dtype in (torch.float32, torch.float64)}
