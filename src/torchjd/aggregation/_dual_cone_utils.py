@@ -65,20 +65,20 @@ def normalize_and_regularize(gramian: Tensor, norm_eps: float, reg_eps: float) -
 
 
 # Up to this many batch * m * m, Python floats beat the ~20 tensor operations of the tensor path on
-# CPU (measured with benchmarks/aggregation.py: UPGrad up to m = 7, DualProj up to m = 16).
-_PYTHON_MAX_WORK = 343
+# CPU (measured, the two timed in turn: UPGrad up to m = 6, so DualProj up to m = 14).
+_PYTHON_MAX_WORK = 216
 
 
 def _fast_path_setup(projector: DualConeProjector, gramian: Tensor) -> tuple[float, float] | None:
     """
     Returns ``tr(G)`` and the KKT tolerance when the fast paths below apply (default projector,
-    ``3 <= m <= 16``), else ``None``. Reading ``tr(G)`` synchronizes on an accelerator, where
+    ``2 <= m <= 16``), else ``None``. Reading ``tr(G)`` synchronizes on an accelerator, where
     pivoting synchronizes anyway.
     """
 
     if type(projector) is not ActiveSetDualConeProjector:
         return None
-    if not 3 <= gramian.shape[0] <= _DIRECT_PIVOTING_MAX_SIZE:
+    if not 2 <= gramian.shape[0] <= _DIRECT_PIVOTING_MAX_SIZE:
         return None
     tolerance = projector.tolerance
     if tolerance is None:
@@ -102,7 +102,7 @@ def project_regularized(
     Returns ``projector(normalize_and_regularize(gramian, norm_eps, reg_eps), vectors)`` for
     ``vectors`` ``[..., m]``, with the dtype and on the device of ``gramian``.
 
-    For the default projector and ``3 <= m <= 16``, this takes a fast path that merges the
+    For the default projector and ``2 <= m <= 16``, this takes a fast path that merges the
     normalization into the projector's own unit-diagonal scaling and skips its generic checks and
     conversions: at these sizes the number of tensor operations, not their arithmetic, is the time.
     On CPU, the smallest problems are solved in Python floats, which costs even less. When pivoting

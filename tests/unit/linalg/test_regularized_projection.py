@@ -101,7 +101,7 @@ def _distance_in_norm(regularized: torch.Tensor, a: torch.Tensor, b: torch.Tenso
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [3, 4, 7, 8, 12, 16, 17])
+@pytest.mark.parametrize("m", [2, 3, 4, 6, 7, 8, 12, 16, 17])
 @pytest.mark.parametrize("kind", ["uniform", "positive", "signed"])
 @pytest.mark.parametrize("eps", [(0.0001, 0.0001), (0.0001, 0.0)])
 def test_sum_of_basis_projections_matches_the_projections(
@@ -124,7 +124,9 @@ def test_sum_of_basis_projections_matches_the_projections(
             regularized = normalize_and_regularize(gramian.double(), norm_eps, reg_eps)
             bounds = torch.diag(torch.full((m,), 1.0 / m, dtype=torch.float64) if p is None else p)
             exact = ActiveSetDualConeProjector(tolerance=1e-12)(regularized, bounds)
-            assert_kkt(regularized, bounds, exact)
+            # At m = 2 the reference is a closed form: on a float32-rounded singular G (which can
+            # be slightly indefinite) its rounding reaches about the float64 tolerance.
+            assert_kkt(regularized, bounds, exact, factor=4.0)
             reference = (exact.abs().amax() + 1.0) * float(regularized.diagonal().max()) ** 0.5
             # Each projection is exact to the tolerance; for a singular G they may differ by a
             # vector of its kernel, which the norm of G does not see.
