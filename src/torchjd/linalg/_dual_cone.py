@@ -550,7 +550,7 @@ def _project_regularized_in_python(
 
     m = len(gramian)
     indices = range(m)
-    floor = 2.0 * _EPS[torch.float64] * trace
+    floor = 2.0 * torch.finfo(torch.float64).eps * trace
     r = [1.0 / math.sqrt(max(2.0 * gramian[i][i] + 2.0 * ridge * trace, floor)) for i in indices]
     c = [[(gramian[i][j] + gramian[j][i]) * r[i] * r[j] for j in indices] for i in indices]
     for i in indices:
@@ -618,5 +618,3 @@ def _solve_positive_definite(a: list[list[float]], b: list[float]) -> list[float
         x[i] = (row[k] - sum(row[j] * x[j] for j in range(i + 1, k))) / row[i]
     return x
 
-
-_EPS = {dtype: torch.finfo(dtype).eps for dtype in (torch.float32, torch.float64)}
