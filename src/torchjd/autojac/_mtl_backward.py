@@ -3,7 +3,21 @@ from collections.abc import Iterable, Sequence
 from torch import Tensor
 
 from ._graph import get_leaves
-from ._transform import AccumulateGrad, AccumulateJac, Grad, Init, Jac, Select, Stack, Transform
+from ._jac import jac_stage
+from ._transform import (
+    AccumulateGrad,
+    AccumulateJac,
+    Conjunction,
+    DiagonalizeByKey,
+    Fastest,
+    Grad,
+    Init,
+    Jac,
+    Select,
+    Stack,
+    SumRows,
+    Transform,
+)
 from ._validation import (
     as_input_list,
     as_tensor_list,
@@ -15,7 +29,9 @@ from ._validation import (
 
 def mtl_backward(
     tensors: Sequence[Tensor],
+    /,
     features: Sequence[Tensor] | Tensor,
+    *,
     grad_tensors: Sequence[Tensor] | None = None,
     tasks_params: Sequence[Iterable[Tensor]] | None = None,
     shared_params: Iterable[Tensor] | None = None,
@@ -29,9 +45,10 @@ def mtl_backward(
     their ``.jac`` fields.
 
     The task tensors are first differentiated with respect to the ``features`` (the output of the
-    shared trunk), one row per task, and that Jacobian is then backpropagated through the trunk in
-    one batched pass. Aggregate the shared parameters' ``.jac`` fields with
-    :func:`torchjd.autojac.jac_to_grad`.
+    shared trunk) and to the task parameters, one row per task, in one batched pass through the
+    heads; the features' Jacobian is then backpropagated through the trunk in one batched pass.
+    Nothing is written to any ``.grad`` or ``.jac`` unless both passes succeed. Aggregate the
+    shared parameters' ``.jac`` fields with :func:`torchjd.autojac.jac_to_grad`.
 
     :param tensors: One tensor per task, usually its loss. Should be non-empty.
     :param features: The tensor or tensors output by the shared trunk, from which every task tensor
@@ -43,11 +60,14 @@ def mtl_backward(
         tensors of its graph that are not reached through the ``features``. A parameter shared by
         several tasks gets the sum of their gradients.
     :param shared_params: The parameters of the trunk. Defaults to the leaf tensors used to compute
-        the ``features``. Must not overlap with the task parameters.
+        the ``features``. Must not overlap with the task parameters. If empty (e.g. a frozen
+        trunk), only the task parameters' ``.grad`` fields are filled.
     :param retain_graph: If ``False``, the graph of the trunk will be freed. The (small) graphs of
         the task heads are always kept, since heads may share parts of their graphs.
-    :param parallel_chunk_size: The number of tasks to backpropagate through the trunk
-        simultaneously (see :func:`torchjd.autojac.jac`). Defaults to ``None``: all at once.
+    :param parallel_chunk_size: The number of tasks to backpropagate simultaneously, through the
+        heads and through the trunk (see :func:`torchjd.autojac.jac`). Defaults to ``None``: all at
+        once, or one task at a time where that was measured to be clearly faster for the same
+        graph; the result is the same.
 
     >>> import torch
     >>> from torch.nn import Linear
@@ -81,21 +101,78 @@ def mtl_backward(
     )
     _check_no_overlap(shared, task_param_lists, feature_list)
     check_existing_jacs(shared, len(tensor_list), "shared_params")
+    _check_existing_grads(task_param_lists)
 
-    task_transforms: list[Transform] = []
-    for tensor, grad, params in zip(tensor_list, grads, task_param_lists):
-        unique_params = list(dict.fromkeys(params))
-        init = Init([tensor], values=None if grad is None else {tensor: grad})
-        # The heads' graphs are retained because heads may share nodes (e.g. a shared parameter).
-        differentiate = Grad([tensor], unique_params + feature_list, retain_graph=True)
-        task_transforms.append(
-            (Select(feature_list) | AccumulateGrad() << Select(unique_params)) << differentiate << init
-        )
+    # For each task parameter, the tasks (rows) whose gradients it receives.
+    rows: dict[Tensor, list[int]] = {}
+    for task, params in enumerate(task_param_lists):
+        for param in dict.fromkeys(params):
+            rows.setdefault(param, []).append(task)
+    task_params = list(rows)
     unique_shared = list(dict.fromkeys(shared))
-    trunk = Jac(feature_list, unique_shared, parallel_chunk_size, retain_graph)
-    transform = AccumulateJac() << trunk << Stack(task_transforms)
+    differentiated_features = feature_list if unique_shared else []
+    if not task_params and not differentiated_features:
+        return
+
+    heads = _heads_stage(
+        tensor_list, grads, task_param_lists, differentiated_features, parallel_chunk_size
+    )
+    branches: list[Transform] = []
+    if unique_shared:
+        trunk = jac_stage(
+            feature_list, unique_shared, len(tensor_list), parallel_chunk_size, retain_graph
+        )
+        branches.append(AccumulateJac() << trunk << Select(feature_list))
+    if task_params:
+        branches.append(AccumulateGrad() << SumRows(rows) << Select(task_params))
+    # The trunk's branch comes first: its differentiation can still fail (e.g. on a freed graph),
+    # and nothing may be written before it succeeded.
+    accumulate = branches[0] if len(branches) == 1 else Conjunction(branches)
+    transform = accumulate << heads
     transform.check_keys(set())
     transform({})
+
+
+def _heads_stage(
+    tensors: list[Tensor],
+    grads: list[Tensor | None],
+    task_param_lists: list[list[Tensor]],
+    features: list[Tensor],
+    parallel_chunk_size: int | None,
+) -> Transform:
+    """
+    The stage that differentiates the task tensors with respect to all the task parameters and the
+    ``features``, one row per task: one vectorized pass through all the heads, or one pass per task
+    through its own head only. The heads' graphs are retained, as in torchjd 0.18 (they are small,
+    and users may differentiate them again).
+    """
+
+    head_inputs = list(dict.fromkeys(p for params in task_param_lists for p in params)) + features
+
+    initial_grads = {t: g for t, g in zip(tensors, grads) if g is not None}
+    chunk_size = parallel_chunk_size if parallel_chunk_size != 1 else None
+    vectorized = (
+        Jac(tensors, head_inputs, chunk_size, retain_graph=True)
+        << DiagonalizeByKey(tensors)
+        << Init(tensors, initial_grads)
+    )
+    per_task = []
+    for tensor, params in zip(tensors, task_param_lists):
+        inputs = list(dict.fromkeys(params)) + features
+        init = Init([tensor], {tensor: initial_grads[tensor]} if tensor in initial_grads else None)
+        per_task.append(Grad([tensor], inputs, retain_graph=True) << init)
+    loop = Stack(per_task)
+    if len(tensors) == 1 or parallel_chunk_size == 1:
+        return loop
+    if parallel_chunk_size is not None:
+        return vectorized
+    key = (
+        "mtl_backward heads",
+        tuple(id(input) for input in head_inputs),
+        tuple(tensor.shape for tensor in tensors),
+        tensors[0].dtype,
+    )
+    return Fastest([vectorized, loop], key, head_inputs, tensors[0].device)
 
 
 def _as_grad_tensors(
@@ -154,3 +231,13 @@ def _check_no_overlap(
             )
         if feature_set & set(params):
             raise ValueError(f"The parameters of task {index} (`tasks_params`) contain a feature.")
+
+
+def _check_existing_grads(task_param_lists: list[list[Tensor]]) -> None:
+    for index, params in enumerate(task_param_lists):
+        for param in params:
+            if param.grad is not None and param.grad.shape != param.shape:
+                raise ValueError(
+                    f"A parameter of task {index} (`tasks_params`) has a `.grad` of shape "
+                    f"{list(param.grad.shape)} instead of {list(param.shape)}."
+                )

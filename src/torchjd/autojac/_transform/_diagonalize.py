@@ -39,3 +39,34 @@ class Diagonalize(Transform):
                 f"{len(input_keys)} keys of which {len(keys & set(input_keys))} match."
             )
         return keys
+
+
+class DiagonalizeByKey(Transform):
+    """
+    Turns gradients into Jacobians with one row per key: row ``i`` holds the gradient of key ``i``
+    for that key and zeros for every other key. With one scalar key per task, this is the identity
+    that makes a following :class:`Jac` compute the Jacobian of the tasks, one row each.
+
+    :param keys: The tensors, in the order that defines the rows.
+    """
+
+    def __init__(self, keys: Sequence[Tensor]):
+        self.keys = list(keys)
+
+    def __call__(self, input: TensorDict) -> TensorDict:
+        m = len(self.keys)
+        output = {}
+        for row, key in enumerate(self.keys):
+            jacobian = input[key].new_zeros((m,) + key.shape)
+            jacobian[row] = input[key]
+            output[key] = jacobian
+        return output
+
+    def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
+        keys = set(self.keys)
+        if keys != set(input_keys):
+            raise RequirementError(
+                f"{self} expects exactly the keys it diagonalizes: {len(keys)} keys, found "
+                f"{len(input_keys)} keys of which {len(keys & set(input_keys))} match."
+            )
+        return keys

@@ -79,6 +79,8 @@ def batched_vjp(
     :class:`VmapFallbackWarning`; the result is the same.
     """
 
+    if not inputs:
+        return []
     m = jac_outputs[0].shape[0]
     if m == 0:
         return [torch.zeros((0,) + tuple(i.shape), dtype=i.dtype, device=i.device) for i in inputs]
