@@ -47,6 +47,21 @@ def get_leaves(roots: Sequence[Tensor], excluded: Sequence[Tensor] = ()) -> list
     return list(leaves)
 
 
+def graphs_overlap(roots: Sequence[Tensor], excluded: Sequence[Tensor]) -> bool:
+    """
+    Whether two of the ``roots`` share a node of their graphs (a leaf included), without going
+    through ``excluded``: e.g. whether the heads of several tasks share anything above the features.
+    """
+
+    owners: dict[Node, int] = {}
+    excluded_nodes = [e.grad_fn for e in excluded]
+    for index, root in enumerate(roots):
+        for node in _walk([root.grad_fn], excluded_nodes):
+            if owners.setdefault(node, index) != index:
+                return True
+    return False
+
+
 def find_vmap_incompatibility(roots: Sequence[Tensor]) -> str | None:
     """Returns why ``torch.vmap`` cannot backpropagate through the graph of ``roots``, if known."""
 

@@ -101,6 +101,11 @@ def as_jac_outputs(
                 f"{index}, matching its tensor with a leading dimension. Found "
                 f"{list(jacobian.shape)}."
             )
+        if jacobian.device != output.device:
+            raise ValueError(
+                f"Parameter `{name}` should be on the device of its tensor. Element {index} is on "
+                f"{jacobian.device}, its tensor on {output.device}."
+            )
     leading_dims = {jacobian.shape[0] for jacobian in jacobians}
     if len(leading_dims) > 1:
         raise ValueError(

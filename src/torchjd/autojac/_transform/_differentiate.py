@@ -96,7 +96,7 @@ def batched_vjp(
             _warn_fallback(cause)
             chunk_size = 1
 
-    chunks: list[list[Tensor]] = []
+    jacobians = _Rows(m, create_graph)
     fallback_cause: str | None = None
     start = 0
     while start < m:
@@ -105,7 +105,7 @@ def batched_vjp(
         rows = [j[start:stop] for j in jac_outputs]
         if stop - start == 1:
             try:
-                chunks.append(_one_row(outputs, inputs, rows, retain, create_graph))
+                jacobians.add(start, _one_row(outputs, inputs, rows, retain, create_graph))
             except RuntimeError as error:
                 if fallback_cause is None or not _is_freed_graph_error(error):
                     raise
@@ -116,7 +116,8 @@ def batched_vjp(
                 ) from error
         else:
             try:
-                chunks.append(vjp(outputs, inputs, rows, retain, create_graph, is_grads_batched=True))
+                chunk = vjp(outputs, inputs, rows, retain, create_graph, is_grads_batched=True)
+                jacobians.add(start, chunk)
             except RuntimeError as error:
                 if _is_freed_graph_error(error):
                     raise  # Not a limitation of torch.vmap: the row-by-row path would fail too.
@@ -125,9 +126,37 @@ def batched_vjp(
                 chunk_size = 1
                 continue  # Redo the same rows, one by one.
         start = stop
-    if len(chunks) == 1:
-        return chunks[0]  # Avoids the copy that torch.cat would make.
-    return [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(inputs))]
+    return jacobians.result()
+
+
+class _Rows:
+    """
+    Collects the chunks of rows of the Jacobians into ``[m] + input.shape`` tensors, written in
+    place as they come (so that a row loop needs the memory of the result and one row, not twice
+    the result), except with ``create_graph``, where they are concatenated to stay differentiable.
+    """
+
+    def __init__(self, m: int, create_graph: bool):
+        self.m = m
+        self.create_graph = create_graph
+        self.chunks: list[list[Tensor]] = []
+        self.jacobians: list[Tensor] | None = None
+
+    def add(self, start: int, chunk: list[Tensor]) -> None:
+        if self.create_graph or (start == 0 and chunk and chunk[0].shape[0] == self.m):
+            self.chunks.append(chunk)  # All the rows at once needs no copy.
+            return
+        if self.jacobians is None:
+            self.jacobians = [c.new_empty((self.m,) + tuple(c.shape[1:])) for c in chunk]
+        for jacobian, rows in zip(self.jacobians, chunk):
+            jacobian[start : start + rows.shape[0]] = rows
+
+    def result(self) -> list[Tensor]:
+        if self.jacobians is not None:
+            return self.jacobians
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        return [torch.cat(column) for column in zip(*self.chunks)]
 
 
 def _is_freed_graph_error(error: RuntimeError) -> bool:
