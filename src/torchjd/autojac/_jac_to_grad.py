@@ -191,11 +191,6 @@ def _get_jacobians(tensors: list[Tensor]) -> list[Tensor]:
                 f"tensor. Element {index} ({tensor.dtype} on {tensor.device}) has a `.jac` in "
                 f"{jacobian.dtype} on {jacobian.device}."
             )
-        if tensor.grad is not None and tensor.grad.shape != tensor.shape:
-            raise ValueError(
-                f"Element {index} of `tensors` has a `.grad` of shape {list(tensor.grad.shape)} "
-                f"instead of {list(tensor.shape)}."
-            )
         jacobians.append(jacobian)
     rows = [jacobian.shape[0] for jacobian in jacobians]
     if len(set(rows)) > 1:

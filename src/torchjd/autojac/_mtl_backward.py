@@ -101,7 +101,6 @@ def mtl_backward(
     )
     _check_no_overlap(shared, task_param_lists, feature_list)
     check_existing_jacs(shared, len(tensor_list), "shared_params")
-    _check_existing_grads(task_param_lists)
 
     # For each task parameter, the tasks (rows) whose gradients it receives.
     rows: dict[Tensor, list[int]] = {}
@@ -240,12 +239,3 @@ def _check_no_overlap(
         if feature_set & set(params):
             raise ValueError(f"The parameters of task {index} (`tasks_params`) contain a feature.")
 
-
-def _check_existing_grads(task_param_lists: list[list[Tensor]]) -> None:
-    for index, params in enumerate(task_param_lists):
-        for param in params:
-            if param.grad is not None and param.grad.shape != param.shape:
-                raise ValueError(
-                    f"A parameter of task {index} (`tasks_params`) has a `.grad` of shape "
-                    f"{list(param.grad.shape)} instead of {list(param.shape)}."
-                )

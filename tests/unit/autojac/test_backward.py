@@ -76,3 +76,21 @@ def test_backward_rejects_empty_and_duplicated_tensors():
     with pytest.raises(ValueError, match="`jac_tensors`"):
         backward(y, jac_tensors=torch.ones(2, 3))
     assert getattr(x, "jac", None) is None
+
+
+def test_backward_signature_matches_torchjd_0_18():
+    import inspect
+
+    P = inspect.Parameter
+    parameters = inspect.signature(backward).parameters
+    assert {name: (p.kind, p.default) for name, p in parameters.items()} == {
+        "tensors": (P.POSITIONAL_ONLY, P.empty),
+        "jac_tensors": (P.KEYWORD_ONLY, None),
+        "inputs": (P.KEYWORD_ONLY, None),
+        "retain_graph": (P.KEYWORD_ONLY, False),
+        "parallel_chunk_size": (P.KEYWORD_ONLY, None),
+        "create_graph": (P.KEYWORD_ONLY, False),
+    }
+    x = torch.randn(2, requires_grad=True)
+    with pytest.raises(TypeError):
+        backward(x * 2, torch.eye(2))  # jac_tensors is keyword-only, as in torchjd 0.18.

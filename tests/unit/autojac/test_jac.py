@@ -197,3 +197,41 @@ def test_jac_errors_leave_graph_usable():
         jac(y, [x], parallel_chunk_size=0)
     (result,) = jac(y, [x])  # The failed call did not differentiate, so the graph is intact.
     torch.testing.assert_close(result, 2 * torch.eye(2))
+
+
+def test_jac_repeated_on_the_same_parameters_matches_loop_whichever_pass_is_chosen():
+    # With parallel_chunk_size=None, the first calls on the same parameters alternate between the
+    # vectorized pass and the row loop (timed), and the later ones use the faster.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 4))
+    params = list(model.parameters())
+    for _ in range(8):
+        y = model(torch.randn(1, 2, 4, 4)).squeeze(0)
+        expected = _autograd_loop([y], params)
+        result = jac(y, params)
+        for value, reference in zip(result, expected):
+            torch.testing.assert_close(value, reference)
+
+
+def test_jac_rejects_jac_outputs_on_another_device():
+    x = torch.randn(3, requires_grad=True)
+    y = x * 2
+    with pytest.raises(ValueError, match="`jac_outputs`.*device"):
+        jac(y, [x], jac_outputs=torch.ones(2, 3, device="meta"))
+    (result,) = jac(y, [x], jac_outputs=torch.ones(2, 3))  # The graph was left usable.
+    torch.testing.assert_close(result, 2 * torch.ones(2, 3))
+
+
+def test_jac_keeps_the_signature_of_the_reference_page():
+    import inspect
+
+    P = inspect.Parameter
+    parameters = inspect.signature(jac).parameters
+    assert {name: (p.kind, p.default) for name, p in parameters.items()} == {
+        "outputs": (P.POSITIONAL_OR_KEYWORD, P.empty),
+        "inputs": (P.POSITIONAL_OR_KEYWORD, None),
+        "jac_outputs": (P.POSITIONAL_OR_KEYWORD, None),
+        "retain_graph": (P.POSITIONAL_OR_KEYWORD, False),
+        "parallel_chunk_size": (P.POSITIONAL_OR_KEYWORD, None),
+        "create_graph": (P.KEYWORD_ONLY, False),
+    }

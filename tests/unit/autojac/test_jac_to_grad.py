@@ -117,3 +117,129 @@ def test_works_under_autocast_and_keeps_full_precision():
         jac_to_grad([a, b], GramianWeightedAggregator(_RowNormWeighting()))
     assert b.grad.dtype == torch.float32
     torch.testing.assert_close(b.grad, expected[6:])
+
+
+class _RowCountWeighting(Weighting):
+    """Weights 1/m, from the number of rows only: asks for no statistic, like MeanWeighting."""
+
+    _needs_statistic = False
+
+    def compute_weights(self, stat: Tensor) -> Tensor:
+        assert stat.shape[1] == 0, "a statistic was computed although none is needed"
+        return torch.full((stat.shape[0],), 1.0 / stat.shape[0], dtype=stat.dtype)
+
+
+def _forbid_cat(monkeypatch):
+    def forbidden_cat(*args, **kwargs):
+        raise AssertionError("the concatenated Jacobian was formed")
+
+    monkeypatch.setattr(torch, "cat", forbidden_cat)
+
+
+def test_row_count_weighting_gets_neither_gramian_nor_matrix(monkeypatch):
+    a, b, matrix = _params_with_jacs()
+    expected = matrix.mean(dim=0)
+    _forbid_cat(monkeypatch)
+    weights = jac_to_grad([a, b], WeightedAggregator(_RowCountWeighting()))
+    torch.testing.assert_close(weights, torch.full((3,), 1 / 3))
+    torch.testing.assert_close(a.grad, expected[:6].reshape(2, 3))
+    torch.testing.assert_close(b.grad, expected[6:])
+
+
+def test_gramian_weighting_gets_the_gramian_of_the_whole_matrix_without_concatenation(monkeypatch):
+    a, b, matrix = _params_with_jacs()
+    received = []
+
+    class _Recording(_RowNormWeighting):
+        def compute_weights(self, gramian: Tensor) -> Tensor:
+            received.append(gramian)
+            return super().compute_weights(gramian)
+
+    expected_gramian = matrix @ matrix.T
+    _forbid_cat(monkeypatch)
+    jac_to_grad([a, b], GramianWeightedAggregator(_Recording()))
+    torch.testing.assert_close(received[0], expected_gramian)
+
+
+def test_optimize_gramian_computation_gives_identical_results():
+    results = []
+    for optimize in [False, True]:
+        a, b, _ = _params_with_jacs()
+        weights = jac_to_grad(
+            [a, b],
+            GramianWeightedAggregator(_RowNormWeighting()),
+            optimize_gramian_computation=optimize,
+        )
+        results.append((weights, a.grad, b.grad))
+    for first, second in zip(*results):
+        assert torch.equal(first, second)
+
+
+def test_each_jac_is_freed_before_the_next_grad_is_computed(monkeypatch):
+    import torchjd.autojac._jac_to_grad as module
+
+    a, b, _ = _params_with_jacs()
+    seen = []
+    original = module._weighted_sum_of_rows
+
+    def recording(weights, jacobian):
+        seen.append(hasattr(a, "jac"))
+        return original(weights, jacobian)
+
+    monkeypatch.setattr(module, "_weighted_sum_of_rows", recording)
+    jac_to_grad([a, b], GramianWeightedAggregator(_RowNormWeighting()))
+    assert seen == [True, False]
+
+
+def test_rejects_tensor_that_does_not_require_grad_and_writes_nothing():
+    a, b, _ = _params_with_jacs()
+    frozen = torch.zeros(2)
+    frozen.jac = torch.ones(3, 2)
+    with pytest.raises(ValueError, match="`tensors`.*require grad.*Element 2"):
+        jac_to_grad([a, b, frozen], _CoordinateMax())
+    assert a.grad is None and b.grad is None and frozen.grad is None
+    assert hasattr(a, "jac") and hasattr(frozen, "jac")
+
+
+def test_missing_jac_message_suggests_filtering_frozen_parameters():
+    a, b, _ = _params_with_jacs()
+    c = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="p.requires_grad"):
+        jac_to_grad([a, b, c], _CoordinateMax())
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 2, 2), (3,)])
+def test_jac_of_wrong_shape_names_the_tensor_and_the_shapes(shape):
+    a, b, _ = _params_with_jacs()
+    c = torch.zeros(4, requires_grad=True)
+    c.jac = torch.ones(shape)
+    with pytest.raises(ValueError, match=r"Element 2 \(shape \[4\]\).*shape \[" ):
+        jac_to_grad([a, b, c], _CoordinateMax())
+    assert a.grad is None and b.grad is None and c.grad is None
+
+
+def test_failing_aggregator_leaves_jacs_and_grads_untouched():
+    a, b, _ = _params_with_jacs()
+    jacobians = (a.jac, b.jac)
+
+    class _Failing(Aggregator):
+        def aggregate(self, matrix: Tensor) -> Tensor:
+            raise RuntimeError("failed")
+
+    with pytest.raises(RuntimeError, match="failed"):
+        jac_to_grad([a, b], _Failing())
+    assert a.jac is jacobians[0] and b.jac is jacobians[1]
+    assert a.grad is None and b.grad is None
+
+
+def test_signature_matches_torchjd_0_18():
+    import inspect
+
+    kinds = {name: p.kind for name, p in inspect.signature(jac_to_grad).parameters.items()}
+    P = inspect.Parameter
+    assert kinds == {
+        "tensors": P.POSITIONAL_ONLY,
+        "aggregator": P.POSITIONAL_OR_KEYWORD,
+        "retain_jac": P.KEYWORD_ONLY,
+        "optimize_gramian_computation": P.KEYWORD_ONLY,
+    }

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torchjd.autojac._transform import Diagonalize, RequirementError
+from torchjd.autojac._transform import Diagonalize, DiagonalizeByKey, RequirementError
 
 
 def test_diagonalize_lays_out_keys_in_order():
@@ -30,3 +30,12 @@ def test_diagonalize_check_keys_requires_its_keys_exactly():
         Diagonalize([a, b]).check_keys({a})
     with pytest.raises(RequirementError):
         Diagonalize([a]).check_keys({a, b})
+
+
+def test_diagonalize_by_key_gives_one_row_per_key():
+    a, b = torch.zeros([]), torch.zeros(2)
+    output = DiagonalizeByKey([a, b])({a: torch.tensor(3.0), b: torch.tensor([1.0, 2.0])})
+    torch.testing.assert_close(output[a], torch.tensor([3.0, 0.0]))
+    torch.testing.assert_close(output[b], torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
+    with pytest.raises(RequirementError):
+        DiagonalizeByKey([a, b]).check_keys({a})

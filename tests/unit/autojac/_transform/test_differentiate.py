@@ -87,3 +87,20 @@ def test_unknown_vmap_failure_after_freeing_the_graph_says_what_to_do():
         (result,) = batched_vjp([y], [x], [torch.eye(3)], None, True, False)
     expected = torch.diag(2 * (1 - y.detach() ** 2))
     torch.testing.assert_close(result, expected)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, None])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_chunks_are_assembled_into_the_loop_jacobian(chunk_size, create_graph):
+    torch.manual_seed(0)
+    w = torch.randn(3, 2, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    unused = torch.randn(2, requires_grad=True)
+    y = torch.tanh(w @ torch.randn(2) + b)
+    rows = [torch.randn(5, 3)]
+    expected = _loop([y], [w, b], rows)
+    result = batched_vjp([y], [w, b, unused], rows, chunk_size, True, create_graph)
+    for value, reference in zip(result, expected):
+        torch.testing.assert_close(value, reference)
+    torch.testing.assert_close(result[2], torch.zeros(5, 2))
+    assert result[0].requires_grad == create_graph
