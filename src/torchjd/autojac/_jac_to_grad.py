@@ -3,7 +3,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from torchjd.aggregation import Aggregator, GramianWeightedAggregator, WeightedAggregator, Weighting
+from torchjd.aggregation import Aggregator, WeightedAggregator, Weighting
 from torchjd.distributed._marks import check_synchronized
 
 from ._validation import as_list_of_tensors, check_distinct
@@ -106,10 +106,7 @@ def jac_to_grad(
 def _gramian_weighting(aggregator: Aggregator) -> Weighting | None:
     """The weighting of the Gramian that ``aggregator`` applies, if it is Gramian-based."""
 
-    gramian_weighting = getattr(aggregator, "gramian_weighting", None)
-    if gramian_weighting is None and isinstance(aggregator, GramianWeightedAggregator):
-        gramian_weighting = aggregator.weighting  # Before `gramian_weighting` existed.
-    return gramian_weighting
+    return getattr(aggregator, "gramian_weighting", None)
 
 
 def _weights(
@@ -126,7 +123,7 @@ def _weights(
     m = jacobians[0].shape[0]
     if not getattr(weighting, "_needs_statistic", True):
         # Weights that depend only on the number of rows: an empty statistic carries that.
-        return weighting(jacobians[0].new_empty(m, 0))
+        return weighting(_in_working_precision(jacobians[0].new_empty(m, 0)))
     return weighting(torch.cat([_as_matrix(jacobian) for jacobian in jacobians], dim=1))
 
 
@@ -134,18 +131,25 @@ def _as_matrix(jacobian: Tensor) -> Tensor:
     return jacobian.reshape(jacobian.shape[0], -1)
 
 
+def _in_working_precision(matrix: Tensor) -> Tensor:
+    # As in the aggregators: float16 and bfloat16 are computed in float32 (a Gramian of float16
+    # values overflows from |J_ij| ~ 1e2).
+    return matrix.float() if matrix.dtype in (torch.float16, torch.bfloat16) else matrix
+
+
 def _gramian_contribution(jacobian: Tensor) -> Tensor:
     """``J_i @ J_i.T`` for the Jacobian ``J_i`` of one tensor: the Gramian is their sum."""
 
-    matrix = _as_matrix(jacobian)
+    matrix = _in_working_precision(_as_matrix(jacobian))
     return matrix @ matrix.T
 
 
 def _weighted_sum_of_rows(weights: Tensor, jacobian: Tensor) -> Tensor:
     """``weights @ J_i`` for the Jacobian ``J_i`` of one tensor, in the shape of the tensor."""
 
-    gradient = weights.to(dtype=jacobian.dtype, device=jacobian.device) @ _as_matrix(jacobian)
-    return gradient.view(jacobian.shape[1:])
+    matrix = _in_working_precision(_as_matrix(jacobian))
+    gradient = weights.to(dtype=matrix.dtype, device=matrix.device) @ matrix
+    return gradient.to(dtype=jacobian.dtype).view(jacobian.shape[1:])
 
 
 def _accumulate_grad(tensor: Tensor, gradient: Tensor, retain_jac: bool) -> None:

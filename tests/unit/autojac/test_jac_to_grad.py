@@ -9,19 +9,19 @@ from torchjd.autojac import jac_to_grad
 class _RowNormWeighting(Weighting):
     """Weights each row by the inverse of its squared norm, read from the Gramian's diagonal."""
 
-    def compute_weights(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor) -> Tensor:
         return 1.0 / gramian.diagonal()
 
 
 class _FirstRowsWeighting(Weighting):
-    def compute_weights(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor) -> Tensor:
         weights = torch.zeros(matrix.shape[0], dtype=matrix.dtype)
         weights[0] = 1.0
         return weights
 
 
 class _CoordinateMax(Aggregator):
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor) -> Tensor:
         return matrix.max(dim=0).values
 
 
@@ -124,7 +124,7 @@ class _RowCountWeighting(Weighting):
 
     _needs_statistic = False
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor) -> Tensor:
         assert stat.shape[1] == 0, "a statistic was computed although none is needed"
         return torch.full((stat.shape[0],), 1.0 / stat.shape[0], dtype=stat.dtype)
 
@@ -151,9 +151,9 @@ def test_gramian_weighting_gets_the_gramian_of_the_whole_matrix_without_concaten
     received = []
 
     class _Recording(_RowNormWeighting):
-        def compute_weights(self, gramian: Tensor) -> Tensor:
+        def forward(self, gramian: Tensor) -> Tensor:
             received.append(gramian)
-            return super().compute_weights(gramian)
+            return super().forward(gramian)
 
     expected_gramian = matrix @ matrix.T
     _forbid_cat(monkeypatch)
@@ -223,7 +223,7 @@ def test_failing_aggregator_leaves_jacs_and_grads_untouched():
     jacobians = (a.jac, b.jac)
 
     class _Failing(Aggregator):
-        def aggregate(self, matrix: Tensor) -> Tensor:
+        def forward(self, matrix: Tensor) -> Tensor:
             raise RuntimeError("failed")
 
     with pytest.raises(RuntimeError, match="failed"):
