@@ -62,9 +62,20 @@ def graphs_overlap(roots: Sequence[Tensor], excluded: Sequence[Tensor]) -> bool:
     return False
 
 
-def find_vmap_incompatibility(roots: Sequence[Tensor]) -> str | None:
-    """Returns why ``torch.vmap`` cannot backpropagate through the graph of ``roots``, if known."""
+def find_vmap_incompatibility(roots: Sequence[Tensor], inputs: Sequence[Tensor] = ()) -> str | None:
+    """
+    Returns why ``torch.vmap`` cannot backpropagate from ``roots`` to ``inputs``, if known.
 
+    A tensor that retains grad would get an escaped batched tensor in its ``.grad``; among the
+    roots and the inputs it is seen here, but PyTorch exposes no way to find one inside the graph.
+    """
+
+    for tensor in (*roots, *inputs):
+        if tensor.retains_grad:
+            return (
+                f"a tensor of shape {list(tensor.shape)} retains grad (`retain_grad()`), and "
+                "torch.vmap would leave an unusable batched tensor in its `.grad`"
+            )
     if not _incompatible_nodes_can_exist():
         return None
     # Runs before every vectorized Jacobian, so it is a plain depth-first loop rather than _walk:

@@ -136,9 +136,20 @@ def jac(
         To differentiate in parallel, ``jac`` relies on ``torch.vmap``, which has some
         limitations: it does not work on the output of compiled functions, when some tensors have
         ``retains_grad=True`` or when using an RNN on CUDA, for instance. Where such a graph is
-        detected, or where ``torch.vmap`` fails, ``jac`` computes the rows one at a time instead
-        and emits a :class:`~torchjd.autojac.VmapFallbackWarning`; the result is the same. Use
-        ``parallel_chunk_size=1`` to avoid relying on ``torch.vmap`` from the start.
+        detected (a compiled function or a cuDNN or MIOpen RNN anywhere in the graph, a tensor that
+        retains grad among the outputs or inputs), or where ``torch.vmap`` fails, ``jac`` computes
+        the rows one at a time instead and emits a :class:`~torchjd.autojac.VmapFallbackWarning`;
+        the result is the same. PyTorch gives no way to find a tensor that retains grad elsewhere
+        in the graph: with such a graph, pass ``parallel_chunk_size=1``, which avoids relying on
+        ``torch.vmap`` from the start.
+
+    .. note::
+        With ``parallel_chunk_size=None``, the first calls with the same inputs and output shapes
+        (e.g. the first steps of a training loop) alternate between one vectorized pass and the
+        row-by-row loop and time them; if the loop is clearly faster for that graph on that device
+        (as for some convolutional networks on few CPU threads), the later calls use it. The
+        result is the same either way, up to floating-point rounding; under
+        ``torch.use_deterministic_algorithms(True)``, the vectorized pass is always used.
     """
 
     output_list = as_tensor_list(outputs, "outputs")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torchjd.autojac import backward
+from torchjd.autojac import VmapFallbackWarning, backward
 
 
 def _autograd_rows(scalars, inputs):
@@ -94,3 +94,15 @@ def test_backward_signature_matches_torchjd_0_18():
     x = torch.randn(2, requires_grad=True)
     with pytest.raises(TypeError):
         backward(x * 2, torch.eye(2))  # jac_tensors is keyword-only, as in torchjd 0.18.
+
+
+def test_backward_into_tensor_that_retains_grad_falls_back_to_rows_with_a_usable_grad():
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.retain_grad()
+    with pytest.warns(VmapFallbackWarning, match="retains grad.*parallel_chunk_size=1"):
+        backward([h.sum(), (h**2).sum()], inputs=[h])
+    expected_jac = torch.stack([torch.ones(2), 2 * h.detach()])
+    torch.testing.assert_close(h.jac, expected_jac)
+    # As with a torch.autograd.grad per row, the retained .grad receives the sum of the rows.
+    torch.testing.assert_close(h.grad.clone(), expected_jac.sum(dim=0))

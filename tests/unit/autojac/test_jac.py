@@ -235,3 +235,13 @@ def test_jac_keeps_the_signature_of_the_reference_page():
         "parallel_chunk_size": (P.POSITIONAL_OR_KEYWORD, None),
         "create_graph": (P.KEYWORD_ONLY, False),
     }
+
+
+def test_jac_of_outputs_that_retain_grad_falls_back_to_rows_with_a_usable_grad():
+    x = torch.randn(3, requires_grad=True)
+    y = x.sin()
+    y.retain_grad()
+    with pytest.warns(VmapFallbackWarning, match="retains grad"):
+        (result,) = jac(y, [x])
+    torch.testing.assert_close(result, torch.diag(x.detach().cos()))
+    torch.testing.assert_close(y.grad.clone(), torch.ones(3))  # One one-hot row at a time.

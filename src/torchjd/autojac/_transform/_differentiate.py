@@ -91,7 +91,7 @@ def batched_vjp(
     if chunk_size > 1:
         # Known incompatibilities are detected before anything runs: a failed vectorized pass may
         # already have freed part of the graph, which would make the fallback impossible.
-        cause = find_vmap_incompatibility(outputs)
+        cause = find_vmap_incompatibility(outputs, inputs)
         if cause is not None:
             _warn_fallback(cause)
             chunk_size = 1
