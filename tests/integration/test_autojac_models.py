@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.testing import assert_close
 
-from torchjd.autojac import backward, jac
+from torchjd.autojac import VmapFallbackWarning, backward, jac
 
 # The models here are all vmap-compatible on CPU, so a fallback to the row-by-row path would mean
 # that the vectorized path (the one the comparisons are meant to check) silently did not run.
@@ -513,6 +513,15 @@ def test_backward_into_an_activation_that_retains_grad_matches_autograd_loop(
     inputs = [hidden, model[0].weight]
 
     expected = autograd_jacobians(output, inputs)
-    backward(output, inputs=inputs, parallel_chunk_size=parallel_chunk_size)
+    # torch.autograd.grad also accumulates into the .grad of a tensor that retains grad.
+    expected_grad = hidden.grad.clone()
+    hidden.grad = None
+    if parallel_chunk_size == 1:
+        backward(output, inputs=inputs, parallel_chunk_size=parallel_chunk_size)
+    else:
+        # torch.vmap would leave an escaped batched tensor in hidden.grad: rows one at a time.
+        with pytest.warns(VmapFallbackWarning, match="retains grad"):
+            backward(output, inputs=inputs, parallel_chunk_size=parallel_chunk_size)
 
     assert_all_close([hidden.jac, model[0].weight.jac], expected)
+    assert_close(hidden.grad.clone(), expected_grad)
