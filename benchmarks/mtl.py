@@ -29,7 +29,7 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 
 from _memory import peak_memory_mib  # benchmarks/_memory.py
 
-WARMUP = 8  # More than the calls that torchjd times before it chooses a strategy.
+WARMUP = 10  # More than the calls that torchjd times before it chooses a strategy.
 
 
 def make_mlp() -> tuple[nn.Module, Tensor]:

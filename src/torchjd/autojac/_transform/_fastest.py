@@ -1,7 +1,7 @@
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence, Set
+from collections.abc import Callable, Hashable, Sequence, Set
 
 import torch
 from torch import Tensor
@@ -10,7 +10,7 @@ from ._base import RequirementError, Transform, TensorDict
 
 # How many timed calls each alternative gets before the choice is made; the first one of each is
 # only a warm-up (lazy initializations, vmap's first-call costs) and is not counted.
-_TRIALS = 3
+_TRIALS = 4
 # An alternative replaces the first (default) one only when it takes less than this fraction of its
 # time: close calls stay with the default, so that the choice does not flip with the machine's load.
 _MARGIN = 0.85
@@ -73,11 +73,12 @@ class Fastest(Transform):
         if record.choice is not None:
             return self.alternatives[record.choice](input)
         index = min(range(len(self.alternatives)), key=lambda i: len(record.timings[i]))
+        clock = self._clock()
         self._synchronize()
-        start = time.perf_counter()
+        start = clock()
         output = self.alternatives[index](input)
         self._synchronize()
-        record.timings[index].append(time.perf_counter() - start)
+        record.timings[index].append(clock() - start)
         if all(len(timings) >= _TRIALS for timings in record.timings):
             record.choice = _choose(record.timings)
         return output
@@ -92,6 +93,14 @@ class Fastest(Transform):
         else:
             _RECORDS.move_to_end(self.key)
         return record
+
+    def _clock(self) -> Callable[[], float]:
+        # On one CPU thread, the process's CPU time is the time of the work without the other
+        # processes' load, which on a shared machine can make wall-clock timings random. Elsewhere,
+        # the work is spread over threads or runs on an accelerator: wall-clock time.
+        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+            return time.process_time
+        return time.perf_counter
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
