@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 import torchjd.aggregation as aggregation
+from torchjd import Stateful
 from torchjd.autojac import jac, jac_to_grad, mtl_backward
 
 WARMUP = 3
@@ -156,7 +157,18 @@ def aggregators_table(repeats: int) -> None:
         cells = []
         for m in ms:
             matrix = matrices[m]
-            plain_ms, aggregator_ms = interleaved_medians([plain, lambda: aggregator(matrix)], repeats)
+            if isinstance(aggregator, Stateful):
+                aggregator.reset()  # its state is sized by the previous m
+
+            def aggregate(aggregator: aggregation.Aggregator = aggregator) -> None:
+                aggregator(matrix)
+
+            try:
+                plain_ms, aggregator_ms = interleaved_medians([plain, aggregate], repeats)
+            except (RuntimeError, ValueError) as error:  # e.g. needs the loss values first
+                cells.append(f"{'n/a':>10}")
+                print(f"  {name} at m={m}: {type(error).__name__}: {error}".splitlines()[0][:96])
+                continue
             cells.append(f"{aggregator_ms / plain_ms:>10.2f}")
         print(f"{name:<14}" + "".join(cells), flush=True)
     print()
