@@ -31,6 +31,9 @@ from torchjd.autojac import jac, jac_to_grad, mtl_backward
 
 WARMUP = 3
 BATCH = 32
+# Aggregators whose input is not one Jacobian: stacked estimates from several batches (MoDo,
+# SDMGrad), or the loss values besides (GradNorm).
+_OTHER_INPUTS = {"MoDo", "SDMGrad", "GradNorm"}
 
 
 def interleaved_medians(functions: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -128,6 +131,8 @@ def default_aggregators() -> dict[str, aggregation.Aggregator]:
         if not (inspect.isclass(cls) and issubclass(cls, aggregation.Aggregator)):
             continue
         if inspect.isabstract(cls) or name in {"Aggregator", "WeightedAggregator"}:
+            continue
+        if name in _OTHER_INPUTS:
             continue
         try:
             result[name] = cls()
