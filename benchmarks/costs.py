@@ -10,15 +10,15 @@ benchmarks/autogram.py).
 - Aggregators: each aggregator (default arguments) on a random float32 Jacobian [m, n] with n the
   number of trunk parameters above (82,432), against the plain MTL step at T = 2.
 
-Time: median over repeats; the steps of one table row are interleaved so that they see the same
-load. On a machine shared with other jobs, expect noise of tens of percent.
+Time: the fastest of R rounds, the steps of one table cell being interleaved within each round.
+On a machine shared with other jobs, the fastest round is the one least disturbed by the others,
+which makes it a steadier estimate of the intrinsic cost than the median; expect noise anyway.
 
 Run: python benchmarks/costs.py [--threads N] [--repeats R] [--sections jac mtl aggregators]
 """
 
 import argparse
 import inspect
-import statistics
 import time
 from collections.abc import Callable
 
@@ -36,8 +36,8 @@ BATCH = 32
 _OTHER_INPUTS = {"MoDo", "SDMGrad", "GradNorm"}
 
 
-def interleaved_medians(functions: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median time (ms) of each function, calling them in turn in every round."""
+def interleaved_times(functions: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Fastest time (ms) of each function over the rounds, calling them in turn in every round."""
 
     times: list[list[float]] = [[] for _ in functions]
     for repeat in range(WARMUP + repeats):
@@ -47,7 +47,7 @@ def interleaved_medians(functions: list[Callable[[], object]], repeats: int) -> 
             elapsed = time.perf_counter() - start
             if repeat >= WARMUP:
                 times[index].append(elapsed)
-    return [statistics.median(t) * 1e3 for t in times]
+    return [min(t) * 1e3 for t in times]
 
 
 def make_trunk() -> nn.Module:
@@ -70,7 +70,7 @@ def jac_table(repeats: int) -> None:
         def jacobian() -> None:
             jac((model(x) ** 2).mean(0), params)
 
-        plain_ms, jac_ms = interleaved_medians([plain, jacobian], repeats)
+        plain_ms, jac_ms = interleaved_times([plain, jacobian], repeats)
         print(f"{m:>5} {plain_ms:>9.3f} {jac_ms:>9.3f} {jac_ms / plain_ms:>8.2f}")
     print()
 
@@ -112,7 +112,7 @@ def mtl_table(repeats: int) -> None:
 
             return step
 
-        plain_ms, mean_ms, upgrad_ms = interleaved_medians(
+        plain_ms, mean_ms, upgrad_ms = interleaved_times(
             [plain, jd(aggregation.Mean()), jd(aggregation.UPGrad())], repeats
         )
         print(
@@ -169,7 +169,7 @@ def aggregators_table(repeats: int) -> None:
                 aggregator(matrix)
 
             try:
-                plain_ms, aggregator_ms = interleaved_medians([plain, aggregate], repeats)
+                plain_ms, aggregator_ms = interleaved_times([plain, aggregate], repeats)
             except (RuntimeError, ValueError) as error:  # e.g. needs the loss values first
                 cells.append(f"{'n/a':>10}")
                 print(f"  {name} at m={m}: {type(error).__name__}: {error}".splitlines()[0][:96])
@@ -188,7 +188,7 @@ def main() -> None:
     )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {arguments.repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fastest of {arguments.repeats}")
     print()
     tables = {"jac": jac_table, "mtl": mtl_table, "aggregators": aggregators_table}
     for section in arguments.sections:
