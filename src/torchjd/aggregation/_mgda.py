@@ -32,7 +32,7 @@ from ._weighting_bases import GramianWeighting
 
 # Swaps of the whole violating set allowed without reducing its size, before single swaps.
 _BLOCK_SWAP_BUDGET = 3
-# Above this many free rows, the linear systems are first tried with this many conjugate gradient
+# Above this many rows, the full-support solution is first tried with this many conjugate gradient
 # steps (cheaper than a factorization when the rows are far from parallel, the common case).
 _CG_FROM = 32
 _CG_STEPS = 40
@@ -107,9 +107,7 @@ def _solve_on_free_set(lifted: Tensor, free: Tensor) -> Tensor:
     indices = free.nonzero().squeeze(1)
     block = lifted if is_full else lifted[indices][:, indices]
     k = indices.shape[0]
-    solution = _conjugate_gradient(block, _CG_STEPS) if k > _CG_FROM else None
-    if solution is None:
-        solution = factor_and_solve(block, torch.ones_like(block[0]))
+    solution = factor_and_solve(block, torch.ones_like(block[0]))
     if is_full:
         return solution
     multipliers = torch.zeros(lifted.shape[0], dtype=lifted.dtype, device=lifted.device)
@@ -164,9 +162,17 @@ def min_norm_weights(gramian: Tensor, max_iters: int) -> Tensor:
     scale = gramian.diagonal().max()
     if not scale > 0:  # all rows are zero: any weights give the zero vector
         return torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
-    # Solved in float64 (the problem is only m x m), on the Gramian scaled to a unit diagonal
-    # maximum: the weights do not depend on the scale of the rows.
-    lifted = gramian.to(torch.float64, copy=True).mul_(1.0 / float(scale)).add_(1.0)
+    # Solved in float64 (the problem is only m x m).
+    gramian64 = gramian.to(torch.float64, copy=True)
+    if m > _CG_FROM:
+        # The common case first: no row is dominated, so w ∝ G^{-1} 1 > 0, which conjugate
+        # gradients find in a few matrix-vector products when the rows are far from parallel.
+        inverse_times_ones = _conjugate_gradient(gramian64, _CG_STEPS)
+        if inverse_times_ones is not None and bool((inverse_times_ones > 0).all()):
+            return (inverse_times_ones / inverse_times_ones.sum()).to(gramian.dtype)
+    # The lifted problem, on the Gramian scaled to a unit diagonal maximum: the weights do not
+    # depend on the scale of the rows.
+    lifted = gramian64.mul_(1.0 / float(scale)).add_(1.0)
     tolerance = 64.0 * m * torch.finfo(lifted.dtype).eps
     free = torch.ones(m, dtype=torch.bool, device=gramian.device)
     best_count, budget = m + 1, _BLOCK_SWAP_BUDGET
