@@ -3,8 +3,8 @@ from collections.abc import Iterable, Sequence
 from torch import Tensor
 
 from ._graph import get_leaves
-from ._jac import jac_stage, run
-from ._transform import AccumulateJac
+from ._jac import run
+from ._transform import AccumulateJac, Jac
 from ._validation import (
     as_input_list,
     as_jac_outputs,
@@ -71,7 +71,5 @@ def backward(
     unique_inputs = list(dict.fromkeys(input_list))
     if not unique_inputs:
         return
-    differentiate = jac_stage(
-        tensor_list, unique_inputs, m, parallel_chunk_size, retain_graph, create_graph
-    )
+    differentiate = Jac(tensor_list, unique_inputs, parallel_chunk_size, retain_graph, create_graph)
     run(AccumulateJac() << differentiate, tensor_list, jacobians)

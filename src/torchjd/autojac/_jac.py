@@ -3,7 +3,7 @@ from collections.abc import Iterable, Sequence
 from torch import Tensor
 
 from ._graph import get_leaves
-from ._transform import Diagonalize, Fastest, Init, Jac, Transform
+from ._transform import Diagonalize, Init, Jac, Transform
 from ._validation import as_input_list, as_jac_outputs, as_tensor_list, check_chunk_size
 
 
@@ -142,14 +142,6 @@ def jac(
         the result is the same. PyTorch gives no way to find a tensor that retains grad elsewhere
         in the graph: with such a graph, pass ``parallel_chunk_size=1``, which avoids relying on
         ``torch.vmap`` from the start.
-
-    .. note::
-        With ``parallel_chunk_size=None``, the first calls with the same inputs and output shapes
-        (e.g. the first steps of a training loop) alternate between one vectorized pass and the
-        row-by-row loop and time them; if the loop is clearly faster for that graph on that device
-        (as for some convolutional networks on few CPU threads), the later calls use it. The
-        result is the same either way, up to floating-point rounding; under
-        ``torch.use_deterministic_algorithms(True)``, the vectorized pass is always used.
     """
 
     output_list = as_tensor_list(outputs, "outputs")
@@ -167,9 +159,7 @@ def jac(
     if not unique_inputs:
         return ()
     m = sum(t.numel() for t in output_list) if jacobians is None else jacobians[0].shape[0]
-    differentiate = jac_stage(
-        output_list, unique_inputs, m, parallel_chunk_size, retain_graph, create_graph
-    )
+    differentiate = Jac(output_list, unique_inputs, parallel_chunk_size, retain_graph, create_graph)
     result = run(differentiate, output_list, jacobians)
     return tuple(result[input] for input in input_list)
 
@@ -189,35 +179,3 @@ def run(
         return dict(transform({}))
     differentiate.check_keys(set(outputs))
     return dict(differentiate(dict(zip(outputs, jac_outputs))))
-
-
-def jac_stage(
-    outputs: list[Tensor],
-    inputs: list[Tensor],
-    m: int,
-    parallel_chunk_size: int | None,
-    retain_graph: bool,
-    create_graph: bool = False,
-) -> Transform:
-    """
-    The :class:`Jac` stage backpropagating ``m`` rows from ``outputs`` to ``inputs``. With the
-    user's ``parallel_chunk_size``, exactly that; with ``None``, the faster, for this graph on this
-    device, of one vectorized pass and the row loop (vmap's batching rules do not pay off
-    everywhere, e.g. convolutions on one CPU thread), measured on the first calls.
-    """
-
-    if parallel_chunk_size is not None or m <= 1:
-        return Jac(outputs, inputs, parallel_chunk_size, retain_graph, create_graph)
-    alternatives = [
-        Jac(outputs, inputs, None, retain_graph, create_graph),
-        Jac(outputs, inputs, 1, retain_graph, create_graph),
-    ]
-    key = (
-        "Jac",
-        tuple(id(input) for input in inputs),
-        tuple(output.shape for output in outputs),
-        outputs[0].dtype,
-        m,
-        create_graph,
-    )
-    return Fastest(alternatives, key, inputs, outputs[0].device)

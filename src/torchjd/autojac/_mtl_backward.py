@@ -3,7 +3,6 @@ from collections.abc import Iterable, Sequence
 from torch import Tensor
 
 from ._graph import get_leaves, graphs_overlap
-from ._jac import jac_stage
 from ._transform import (
     AccumulateGrad,
     AccumulateJac,
@@ -117,7 +116,7 @@ def mtl_backward(
     )
     branches: list[Transform] = []
     if unique_shared:
-        trunk = jac_stage(
+        trunk = _trunk_stage(
             feature_list, unique_shared, len(tensor_list), parallel_chunk_size, retain_graph
         )
         branches.append(AccumulateJac() << trunk << Select(feature_list))
@@ -239,3 +238,33 @@ def _check_no_overlap(
         if feature_set & set(params):
             raise ValueError(f"The parameters of task {index} (`tasks_params`) contain a feature.")
 
+
+def _trunk_stage(
+    outputs: list[Tensor],
+    inputs: list[Tensor],
+    m: int,
+    parallel_chunk_size: int | None,
+    retain_graph: bool,
+) -> Transform:
+    """
+    The :class:`Jac` stage backpropagating the ``m`` task rows from the features to the shared
+    parameters. With the user's ``parallel_chunk_size``, exactly that; with ``None``, the faster,
+    for this graph on this device, of one vectorized pass and the row loop (vmap's batching rules
+    do not pay off everywhere, e.g. convolutions on one CPU thread), measured on the first calls.
+    ``jac`` and ``backward`` do not choose: their ``None`` means one vectorized pass, as documented.
+    """
+
+    if parallel_chunk_size is not None or m <= 1:
+        return Jac(outputs, inputs, parallel_chunk_size, retain_graph)
+    alternatives = [
+        Jac(outputs, inputs, None, retain_graph),
+        Jac(outputs, inputs, 1, retain_graph),
+    ]
+    key = (
+        "Jac",
+        tuple(id(input) for input in inputs),
+        tuple(output.shape for output in outputs),
+        outputs[0].dtype,
+        m,
+    )
+    return Fastest(alternatives, key, inputs, outputs[0].device)
