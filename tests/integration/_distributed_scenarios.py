@@ -10,6 +10,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 import torchjd.aggregation
@@ -18,15 +21,15 @@ from torchjd.autogram import Engine
 from torchjd.autojac import jac_to_grad, mtl_backward
 from torchjd.distributed import sync_jacobians
 
-BATCH_SIZE = 8
+BATCH_SIZE = 12  # Shares of equal size on 2 and on 3 ranks.
 STEPS = 3
 LR = 0.1
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 8) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.Tanh())
+        self.trunk = nn.Sequential(nn.Linear(5, width), nn.Tanh(), nn.Linear(width, 6), nn.Tanh())
         self.heads = nn.ModuleList([nn.Linear(6, 1), nn.Linear(6, 2)])
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -57,9 +60,9 @@ def rank_slice(rank: int, world_size: int) -> slice:
     return slice(rank * share, (rank + 1) * share)
 
 
-def new_mtl_model() -> MultiTaskModel:
+def new_mtl_model(width: int = 8) -> MultiTaskModel:
     torch.manual_seed(0)
-    return MultiTaskModel().double()
+    return MultiTaskModel(width).double()
 
 
 def mtl_step(
@@ -85,13 +88,15 @@ def snapshot(model: nn.Module) -> list[Tensor]:
     return [param.detach().clone() for param in model.parameters()]
 
 
-def train_mtl(aggregator: Aggregator, rank: int | None, world_size: int) -> list[list[Tensor]]:
+def train_mtl(
+    aggregator: Aggregator, rank: int | None, world_size: int, width: int = 8
+) -> list[list[Tensor]]:
     """
     Parameters after each step of Jacobian descent: on this rank's share of every batch, through
     DDP and ``sync_jacobians``, or (``rank=None``) single-process on whole batches.
     """
 
-    model = new_mtl_model()
+    model = new_mtl_model(width)
     forward: nn.Module = model if rank is None else DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     trajectory = []
@@ -163,4 +168,63 @@ def worker(rank: int, world_size: int) -> dict[str, Any]:
         "mtl": {name: train_mtl(aggregator, rank, world_size) for name, aggregator in aggregators().items()},
         "unsynchronized_error": unsynchronized_mtl_error(),
         "iwrm": {name: train_iwrm_ddp(weighting, rank, world_size) for name, weighting in iwrm_weightings().items()},
+    }
+
+
+# FSDP2 (`fully_shard`). A trunk width of 7 makes uneven shards on 2 and 3 ranks, and the head
+# `Linear(6, 1)` has fewer rows than 3 ranks: some ranks hold empty shards.
+FSDP_WIDTH = 7
+
+
+def fsdp_aggregators() -> dict[str, Aggregator]:
+    return {"UPGrad": torchjd.aggregation.UPGrad(), "MGDA": MGDA(), "Mean": torchjd.aggregation.Mean()}
+
+
+def shard_per_layer(model: MultiTaskModel, world_size: int, reshard_after_forward: bool) -> None:
+    """FSDP2's recommended wrapping: each trunk layer is its own group, the root holds the heads."""
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    for layer in model.trunk:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
+
+
+def full_snapshot(model: nn.Module) -> list[Tensor]:
+    """The whole parameters, gathered from their shards (a collective: every rank must call it)."""
+
+    return [
+        (param.full_tensor() if isinstance(param, DTensor) else param).detach().clone()
+        for param in model.parameters()
+    ]
+
+
+def train_mtl_fsdp(
+    aggregator: Aggregator, rank: int, world_size: int, reshard_after_forward: bool
+) -> list[list[Tensor]]:
+    """Multi-task Jacobian descent on this rank's share of every batch, under `fully_shard`."""
+
+    model = new_mtl_model(FSDP_WIDTH)
+    shard_per_layer(model, world_size, reshard_after_forward)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    trajectory = []
+    for batch in mtl_batches():
+        x, y1, y2 = (tensor[rank_slice(rank, world_size)] for tensor in batch)
+        features, (out1, out2) = model(x)
+        losses = [(out1 - y1).square().mean(), (out2 - y2).square().mean()]
+        optimizer.zero_grad()
+        mtl_backward(losses, features)
+        jac_to_grad(list(model.trunk.parameters()), aggregator)
+        optimizer.step()
+        trajectory.append(full_snapshot(model))
+    return trajectory
+
+
+def fsdp_worker(rank: int, world_size: int) -> dict[str, Any]:
+    return {
+        "mtl": {
+            (name, reshard): train_mtl_fsdp(aggregator, rank, world_size, reshard)
+            for name, aggregator in fsdp_aggregators().items()
+            for reshard in [True, False]
+        },
     }

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torchjd.aggregation import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from torchjd.distributed import _fsdp
 from torchjd.distributed._marks import check_synchronized
 
 from ._validation import as_list_of_tensors, check_distinct
@@ -69,12 +70,14 @@ def jac_to_grad(
     # Several processes training together must aggregate the same (averaged) Jacobian, or their
     # replicas drift apart silently; no-op in a single process. See torchjd.distributed.
     check_synchronized(tensor_list)
-    matrices = [jacobian.reshape(jacobian.shape[0], -1) for jacobian in jacobians]
-
-    # Under autocast (e.g. Lightning's "bf16-mixed"), the products below would come out in low
-    # precision and could not be assigned to the .grad of full-precision tensors.
-    with torch.autocast(device_type=matrices[0].device.type, enabled=False):
-        weights, gradients = _aggregate(matrices, aggregator, optimize_gramian_computation)
+    if _fsdp.any_sharded(tensor_list):  # FSDP2: from the all-reduced Gramian of the shards.
+        weights, gradients = _fsdp.sharded_jac_to_grad(tensor_list, jacobians, aggregator)
+    else:
+        matrices = [jacobian.reshape(jacobian.shape[0], -1) for jacobian in jacobians]
+        # Under autocast (e.g. Lightning's "bf16-mixed"), the products below would come out in low
+        # precision and could not be assigned to the .grad of full-precision tensors.
+        with torch.autocast(device_type=matrices[0].device.type, enabled=False):
+            weights, gradients = _aggregate(matrices, aggregator, optimize_gramian_computation)
 
     for tensor, gradient in zip(tensor_list, gradients):
         gradient = gradient.view(tensor.shape)

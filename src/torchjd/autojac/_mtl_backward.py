@@ -2,6 +2,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
+from torchjd.distributed import _fsdp
+
 from ._graph import get_leaves
 from ._transform import AccumulateGrad, AccumulateJac, Grad, Init, Jac, Select, Stack, Transform
 from ._validation import (
@@ -79,6 +81,9 @@ def mtl_backward(
         if shared_params is None
         else as_input_list(shared_params, "shared_params", True)
     )
+    # FSDP2: the graph reaches the unsharded copies of sharded parameters.
+    shared = _fsdp.to_unsharded(shared, len(tensor_list), "shared_params")
+    task_param_lists = [_fsdp.to_unsharded(ps, None, "tasks_params") for ps in task_param_lists]
     _check_no_overlap(shared, task_param_lists, feature_list)
     check_existing_jacs(shared, len(tensor_list), "shared_params")
 
@@ -96,6 +101,7 @@ def mtl_backward(
     transform = AccumulateJac() << trunk << Stack(task_transforms)
     transform.check_keys(set())
     transform({})
+    _fsdp.move_to_shards(unique_shared + [p for ps in task_param_lists for p in ps])
 
 
 def _as_grad_tensors(
