@@ -74,5 +74,5 @@ def backward(
     if not unique_inputs:
         return
     differentiate = Jac(tensor_list, unique_inputs, parallel_chunk_size, retain_graph, create_graph)
-    run(AccumulateJac() << differentiate, tensor_list, jacobians)
-    _fsdp.move_to_shards(unique_inputs)
+    with _fsdp.backward_pass(unique_inputs):  # FSDP2: .jac onto the shards, see _fsdp.
+        run(AccumulateJac() << differentiate, tensor_list, jacobians)

@@ -100,8 +100,8 @@ def mtl_backward(
     trunk = Jac(feature_list, unique_shared, parallel_chunk_size, retain_graph)
     transform = AccumulateJac() << trunk << Stack(task_transforms)
     transform.check_keys(set())
-    transform({})
-    _fsdp.move_to_shards(unique_shared + [p for ps in task_param_lists for p in ps])
+    with _fsdp.backward_pass(unique_shared + [p for ps in task_param_lists for p in ps]):
+        transform({})
 
 
 def _as_grad_tensors(

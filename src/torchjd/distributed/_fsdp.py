@@ -8,9 +8,10 @@ forward and backward passes. The autograd graph therefore reaches the unsharded 
 
 - :func:`to_unsharded` maps the sharded parameters that a user passes to ``backward`` or
   ``mtl_backward`` to the unsharded copies that the graph uses;
-- :func:`move_to_shards` reduce-scatters the ``.jac`` fields that those functions accumulated on the
-  unsharded copies (one row per objective) onto the sharded parameters, averaged over the ranks as
-  FSDP averages gradients, in one collective;
+- :func:`backward_pass` wraps the autograd calls of those functions: FSDP's end-of-backward work
+  runs once, after all of them (not after each), and :func:`move_to_shards` then reduce-scatters
+  the ``.jac`` fields accumulated on the unsharded copies (one row per objective) onto the sharded
+  parameters, averaged over the ranks as FSDP averages gradients, in one collective;
 - :func:`sharded_jac_to_grad` is ``jac_to_grad`` on sharded parameters: each rank holds the columns
   ``J_s`` of its shards, so the Gramian ``J Jᵀ = Σ_s J_s J_sᵀ`` is one all-reduce of an ``[m, m]``
   matrix, from which every rank computes the same weights ``w`` and its own gradient shards
@@ -21,7 +22,8 @@ here, and only when FSDP is in use.
 """
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -136,6 +138,50 @@ def _check_supported(sharding: _Sharding, name: str, index: int) -> None:
             f"Parameter `{name}` contains a parameter (element {index}) sharded by "
             "`fully_shard` on a 2-D (HSDP) mesh. Jacobian descent supports 1-D FSDP meshes only."
         )
+
+
+def _fsdp_roots() -> list[Any]:
+    """The root FSDP state of each tree of ``fully_shard``-ed modules that has run a forward."""
+
+    if not dist.is_available() or "torch.distributed.fsdp" not in sys.modules:
+        return []
+    from torch.distributed._composable_state import _module_state_mapping
+    from torch.distributed.fsdp import FSDPModule
+
+    roots = []
+    for module in list(_module_state_mapping.keys()):
+        if isinstance(module, FSDPModule):
+            state = module._get_fsdp_state()
+            if getattr(state, "_is_root", None) and hasattr(state, "_state_ctx"):
+                roots.append(state)
+    return roots
+
+
+@contextmanager
+def backward_pass(tensors: list[Tensor]) -> Iterator[None]:
+    """
+    Runs the autograd calls of ``backward`` or ``mtl_backward`` as one FSDP backward pass, then
+    moves the ``.jac`` fields of ``tensors`` that are FSDP's unsharded parameters to the sharded
+    ones (:func:`move_to_shards`).
+
+    FSDP queues its end-of-backward callback (reshard every group, reduce-scatter the ``.grad``
+    fields) in each autograd call: ``mtl_backward`` makes one per task and one for the trunk, and
+    the callback of each would reshard what the next call needs again (the root's parameters, the
+    layers prefetched for the trunk's backward), all-gathering them once more. Marking the callback
+    as already queued for the duration, and running it once at the end, makes the whole function
+    cost the all-gathers of one ordinary backward pass.
+    """
+
+    roots = [root for root in _fsdp_roots() if not root._state_ctx.post_backward_final_callback_queued]
+    for root in roots:
+        root._state_ctx.post_backward_final_callback_queued = True
+    try:
+        yield
+    finally:
+        for root in roots:  # Also after an error: it returns FSDP to its idle, resharded state.
+            root._state_ctx.post_backward_final_callback_queued = False
+            root._root_post_backward_final_callback()
+    move_to_shards(tensors)
 
 
 def move_to_shards(tensors: Iterable[Tensor]) -> None:
