@@ -290,14 +290,24 @@ def first_step_fsdp(rank: int, world_size: int) -> dict[str, Any]:
     model = new_mtl_model(FSDP_WIDTH)
     shard_per_layer(model, world_size, reshard_after_forward=True)
     x, y1, y2 = (tensor[rank_slice(rank, world_size)] for tensor in mtl_batches()[0])
+    trunk = list(model.trunk.parameters())
     features, (out1, out2) = model(x)
     mtl_backward([(out1 - y1).square().mean(), (out2 - y2).square().mean()], features)
-    trunk = list(model.trunk.parameters())
     result: dict[str, Any] = {
         "jacs": [param.jac.clone() for param in trunk],
         "local_shapes": [list(param.to_local().shape) for param in trunk],
         "heads_grad_types": [type(param.grad).__name__ for param in model.heads.parameters()],
     }
+    # A second call accumulates; the DTensor parameters may also be given explicitly.
+    features, (out1, out2) = model(x)
+    losses = [(out1 - y1).square().mean(), (out2 - y2).square().mean()]
+    mtl_backward(losses, features, shared_params=model.trunk.parameters())
+    result["accumulated_jacs"] = [param.jac.clone() for param in trunk]
+    try:
+        sync_jacobians(model.parameters())
+        result["sync_error"] = None
+    except ValueError as error:
+        result["sync_error"] = str(error)
     try:
         jac_to_grad(trunk, torchjd.aggregation.ConFIG())
         result["matrix_based_error"] = None

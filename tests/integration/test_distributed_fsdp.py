@@ -84,7 +84,7 @@ def global_trunk_jacobians() -> list[Tensor]:
     return [torch.stack(per_task) for per_task in zip(*rows)]  # Each [2] + param.shape
 
 
-def test_fsdp_jac_holds_the_local_shard_rows(results: list[dict[str, Any]]) -> None:
+def test_fsdp_jac_holds_the_local_shard_rows_and_accumulates(results: list[dict[str, Any]]) -> None:
     world_size = len(results)
     for index, jacobian in enumerate(global_trunk_jacobians()):
         rows = jacobian.shape[1]
@@ -93,10 +93,13 @@ def test_fsdp_jac_holds_the_local_shard_rows(results: list[dict[str, Any]]) -> N
             expected = jacobian[:, rank * chunk : (rank + 1) * chunk]
             assert list(expected.shape) == [2, *result["first_step"]["local_shapes"][index]]
             assert_close(result["first_step"]["jacs"][index], expected, rtol=1e-10, atol=1e-12)
+            accumulated = result["first_step"]["accumulated_jacs"][index]
+            assert_close(accumulated, 2 * expected, rtol=1e-10, atol=1e-12)
 
 
 def test_fsdp_weights_come_from_the_global_gramian(results: list[dict[str, Any]]) -> None:
     matrix = torch.cat([jacobian.reshape(2, -1) for jacobian in global_trunk_jacobians()], dim=1)
+    matrix = 2 * matrix  # jac_to_grad ran after two accumulated calls.
     expected = UPGradWeighting()(matrix @ matrix.T)
     for result in results:
         assert torch.equal(result["first_step"]["weights"], results[0]["first_step"]["weights"])
@@ -116,3 +119,9 @@ def test_fsdp_matrix_based_aggregator_raises(results: list[dict[str, Any]]) -> N
         assert message is not None
         assert "ConFIG" in message and "UPGrad" in message and "GramianWeightedAggregator" in message
         assert result["first_step"]["jacs_kept_after_error"]
+
+
+def test_sync_jacobians_refuses_sharded_parameters(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        message = result["first_step"]["sync_error"]
+        assert message is not None and "fully_shard" in message

@@ -35,7 +35,9 @@ from torchjd.aggregation import Aggregator, GramianWeightedAggregator
 from ._marks import mark
 
 
-def _is_dtensor(tensor: Tensor) -> bool:
+def is_dtensor(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor``."""
+
     # No tensor can be a DTensor before torch.distributed.tensor is imported: checking that first
     # spares every non-distributed user the import (about a second).
     if "torch.distributed.tensor" not in sys.modules:
@@ -97,14 +99,14 @@ def to_unsharded(tensors: list[Tensor], m: int | None, name: str) -> list[Tensor
     has the ``[m] + local shard shape`` that the coming accumulation will add to.
     """
 
-    if not any(_is_dtensor(tensor) for tensor in tensors) and "torch.distributed.fsdp" not in sys.modules:
+    if not any(is_dtensor(tensor) for tensor in tensors) and "torch.distributed.fsdp" not in sys.modules:
         return tensors
     shardings = _find_shardings()
     result = []
     for index, tensor in enumerate(tensors):
         sharding = shardings.get(id(tensor))
         if sharding is None:
-            if _is_dtensor(tensor):
+            if is_dtensor(tensor):
                 raise ValueError(
                     f"Parameter `{name}` contains a DTensor (element {index}) that is not a "
                     "parameter of a module sharded with `torch.distributed.fsdp.fully_shard`. Only "
@@ -280,7 +282,7 @@ def _reduce_scatter(entries: list[tuple[_Sharding, str, Tensor]], group: Any) ->
 def any_sharded(tensors: Sequence[Tensor]) -> bool:
     """Whether some of ``tensors`` are DTensors (FSDP2's sharded parameters)."""
 
-    return any(_is_dtensor(tensor) for tensor in tensors)
+    return any(is_dtensor(tensor) for tensor in tensors)
 
 
 def sharded_jac_to_grad(
