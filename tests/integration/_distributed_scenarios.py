@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.testing import assert_close
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 from torch.nn.parallel import DistributedDataParallel
 
 import torchjd.aggregation
@@ -319,7 +319,29 @@ def first_step_fsdp(rank: int, world_size: int) -> dict[str, Any]:
         isinstance(p.grad, DTensor) and p.grad.placements == p.placements for p in trunk
     )
     result["jacs_freed"] = not any(hasattr(param, "jac") for param in trunk)
+    result["input_errors"] = fsdp_input_errors(model, x)
     return result
+
+
+def fsdp_input_errors(model: MultiTaskModel, x: Tensor) -> dict[str, Any]:
+    """What `backward` refuses about sharded inputs, and whether it then wrote nothing."""
+
+    def attempt(inputs: list[Tensor]) -> str | None:
+        _, (out1, out2) = model(x)
+        try:
+            backward([out1.sum(), out2.sum()], inputs=inputs)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    weight = model.trunk[0].weight
+    foreign = nn.Parameter(distribute_tensor(torch.zeros(4, dtype=torch.float64), weight.device_mesh, [Shard(0)]))
+    errors: dict[str, Any] = {"foreign_dtensor": attempt([foreign])}
+    weight.jac = torch.zeros(2, 1, 1, dtype=torch.float64)  # Not [2] + the local shard's shape.
+    errors["wrong_jac_shape"] = attempt([weight, model.trunk[2].weight])
+    errors["wrote_something"] = hasattr(model.trunk[2].weight, "jac")
+    del weight.jac
+    return errors
 
 
 def fsdp_scenarios(rank: int, world_size: int) -> dict[str, Any]:

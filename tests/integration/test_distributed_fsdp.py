@@ -125,3 +125,11 @@ def test_sync_jacobians_refuses_sharded_parameters(results: list[dict[str, Any]]
     for result in results:
         message = result["first_step"]["sync_error"]
         assert message is not None and "fully_shard" in message
+
+
+def test_fsdp_backward_validates_sharded_inputs_before_any_work(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        errors = result["first_step"]["input_errors"]
+        assert errors["foreign_dtensor"] is not None and "fully_shard" in errors["foreign_dtensor"]
+        assert errors["wrong_jac_shape"] is not None and "local shard" in errors["wrong_jac_shape"]
+        assert not errors["wrote_something"]
