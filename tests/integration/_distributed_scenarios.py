@@ -142,7 +142,7 @@ def iwrm_batches() -> list[tuple[Tensor, Tensor]]:
 class LocalMeanWeighting(Weighting):
     """``1 / b`` for each of ``b`` objectives: IWRM with it is plain mean-loss training."""
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor) -> Tensor:
         return torch.full((stat.shape[0],), 1.0 / stat.shape[0], dtype=stat.dtype)
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._preferences import preference_weights
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 _SCALE_MODES = ("min", "median", "rmse")
 
@@ -41,7 +41,7 @@ def _check_pref_vector(pref_vector: Tensor | None) -> None:
         )
 
 
-class AlignedMTLWeighting(Weighting):
+class AlignedMTLWeighting(GramianWeighting):
     """
     Weights ``B w`` of Aligned-MTL, from the Gramian ``G`` ``[m, m]``.
 
@@ -81,7 +81,7 @@ class AlignedMTLWeighting(Weighting):
         return f"pref_vector={pref_vector}, scale_mode={self.scale_mode!r}"
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         preferences = preference_weights(self.pref_vector, gramian, 1.0)
@@ -135,4 +135,4 @@ class AlignedMTL(GramianWeightedAggregator):
         super().__init__(AlignedMTLWeighting(pref_vector=pref_vector, scale_mode=scale_mode))
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

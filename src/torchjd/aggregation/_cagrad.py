@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import check_non_negative_float
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 _MAX_ITERS = 1000
 _MAX_BACKTRACKS = 60
@@ -39,7 +39,7 @@ def _project_onto_simplex(vector: Tensor) -> Tensor:
     return (vector - threshold).clamp(min=0.0)
 
 
-class CAGradWeighting(Weighting):
+class CAGradWeighting(GramianWeighting):
     """
     Weights ``1/m + λ w*`` of CAGrad, computed from the Gramian ``G`` ``[m, m]``.
 
@@ -70,7 +70,7 @@ class CAGradWeighting(Weighting):
         return f"c={self.c}, norm_eps={self.norm_eps}"
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         uniform = torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
@@ -138,4 +138,4 @@ class CAGrad(GramianWeightedAggregator):
         super().__init__(CAGradWeighting(c=c, norm_eps=norm_eps))
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

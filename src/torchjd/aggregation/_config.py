@@ -60,7 +60,7 @@ class ConFIG(Aggregator):
         pref_vector = None if self.pref_vector is None else self.pref_vector.tolist()
         return f"pref_vector={pref_vector}"
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         preferences = preference_weights(self.pref_vector, matrix, 1.0)
 
         norms = torch.linalg.vector_norm(matrix, dim=1, keepdim=True)

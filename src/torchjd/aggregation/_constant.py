@@ -7,8 +7,8 @@ The weights do not depend on the matrix, only their number must match its number
 import torch
 from torch import Tensor
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._weighting_bases import Weighting
+from ._aggregator_bases import WeightedAggregator
+from ._weighting_bases import ShapeOnlyWeighting
 
 
 def _check_weights(weights: Tensor) -> None:
@@ -26,7 +26,7 @@ def _check_weights(weights: Tensor) -> None:
         )
 
 
-class ConstantWeighting(Weighting):
+class ConstantWeighting(ShapeOnlyWeighting):
     """
     Gives the rows the fixed weights ``c`` (a copy of ``weights``, kept in a buffer).
 
@@ -51,7 +51,7 @@ class ConstantWeighting(Weighting):
     def extra_repr(self) -> str:
         return f"weights={self.weights!r}"
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         if stat.shape[0] != self.weights.shape[0]:
             raise ValueError(
                 f"ConstantWeighting has {self.weights.shape[0]} weights but the input has "
@@ -60,7 +60,7 @@ class ConstantWeighting(Weighting):
         return self.weights.to(dtype=stat.dtype, device=stat.device)
 
 
-class Constant(GramianWeightedAggregator):
+class Constant(WeightedAggregator):
     """
     Aggregates the rows into the fixed combination ``A(J) = Σ_i c_i J_i``.
 
@@ -81,6 +81,6 @@ class Constant(GramianWeightedAggregator):
     def extra_repr(self) -> str:
         return self.weighting.extra_repr()
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         # No Gramian needed: the weights do not depend on the matrix.
         return self.weighting(matrix) @ matrix

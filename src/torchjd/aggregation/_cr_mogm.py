@@ -18,12 +18,14 @@ Paper: `On the Convergence of Stochastic Multi-Objective Gradient Manipulation a
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import GramianWeightedAggregator
 from ._stateful_utils import LazyStateMixin, check_real, check_state_size
 from ._weighting_bases import Weighting
 
 
-class CRMOGMWeighting(LazyStateMixin, Weighting):
+class CRMOGMWeighting(LazyStateMixin, Weighting, Stateful):
     """
     Weighting that returns a moving average of the weights of ``weighting`` (CR-MOGM).
 
@@ -39,7 +41,7 @@ class CRMOGMWeighting(LazyStateMixin, Weighting):
     >>> from torch import nn
     >>> from torchjd.aggregation import CRMOGMWeighting, Weighting
     >>> class Normalized(Weighting):
-    ...     def compute_weights(self, stat):
+    ...     def forward(self, stat, /):
     ...         return stat.diagonal() / stat.diagonal().sum()
     >>> weighting = CRMOGMWeighting(Normalized(), alpha=0.5)
     >>> weighting(torch.tensor([[3.0, 0.0], [0.0, 1.0]]))
@@ -67,7 +69,7 @@ class CRMOGMWeighting(LazyStateMixin, Weighting):
         if callable(inner_reset):
             inner_reset()
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         m = stat.shape[0]
         check_state_size(self.weights, m, "CRMOGM")
         with torch.no_grad():
@@ -84,7 +86,7 @@ class CRMOGMWeighting(LazyStateMixin, Weighting):
         return f"weighting={self.weighting!r}, alpha={self.alpha!r}"
 
 
-class CRMOGM(GramianWeightedAggregator):
+class CRMOGM(GramianWeightedAggregator, Stateful):
     """
     Aggregator ``Jᵀ w_t`` whose weights are a moving average of those of a Gramian-based
     ``weighting`` (CR-MOGM): ``w_t = (1 - α) w_{t-1} + α weighting(J Jᵀ)``.
@@ -95,7 +97,7 @@ class CRMOGM(GramianWeightedAggregator):
     >>> import torch
     >>> from torchjd.aggregation import CRMOGM, Weighting
     >>> class Normalized(Weighting):
-    ...     def compute_weights(self, stat):
+    ...     def forward(self, stat, /):
     ...         return stat.diagonal() / stat.diagonal().sum()
     >>> aggregator = CRMOGM(Normalized(), alpha=0.5)
     >>> aggregator(torch.tensor([[1.0, 1.0], [0.0, 1.0]]))
@@ -109,11 +111,11 @@ class CRMOGM(GramianWeightedAggregator):
 
     @property
     def alpha(self) -> float:
-        return self.weighting.alpha
+        return self.gramian_weighting.alpha
 
     def reset(self) -> None:
         """Forgets the averaged weights (and resets the wrapped weighting if it can)."""
-        self.weighting.reset()
+        self.gramian_weighting.reset()
 
     def __repr__(self) -> str:
-        return f"CRMOGM({self.weighting.extra_repr()})"
+        return f"CRMOGM({self.gramian_weighting.extra_repr()})"

@@ -23,11 +23,13 @@ Paper: `Dual-Balancing for Multi-Task Learning <https://arxiv.org/abs/2308.12029
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import Aggregator
 from ._stateful_utils import LazyStateMixin, check_real
 
 
-class DBMTL(LazyStateMixin, Aggregator):
+class DBMTL(LazyStateMixin, Aggregator, Stateful):
     """
     Aggregator that sums moving averages of the gradients (of the log-losses), each rescaled to
     the largest of their norms (DB-MTL).
@@ -58,7 +60,7 @@ class DBMTL(LazyStateMixin, Aggregator):
         self.step = torch.zeros((), dtype=torch.long, device=self.step.device)
 
     @torch.no_grad()
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         if self.averaged_jacobian.numel() == 0:
             averaged = torch.zeros_like(matrix)
         elif self.averaged_jacobian.shape != matrix.shape:

@@ -15,7 +15,7 @@ from torchjd.linalg._dual_cone import (
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import check_non_negative_float
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
 def check_pref_vector(pref_vector: Tensor | None) -> None:
@@ -167,7 +167,7 @@ def sum_of_basis_projections_regularized(
     return projector(regularized, torch.diag(weights)).sum(dim=0)
 
 
-class DualConeWeighting(Weighting):
+class DualConeWeighting(GramianWeighting):
     """
     Base of :class:`UPGradWeighting` and :class:`DualProjWeighting`: their hyper-parameters, with
     the same checks and defaults.
@@ -207,19 +207,19 @@ class DualConeAggregator(GramianWeightedAggregator):
 
     @property
     def pref_vector(self) -> Tensor | None:
-        return self.weighting.pref_vector
+        return self.gramian_weighting.pref_vector
 
     @property
     def norm_eps(self) -> float:
-        return self.weighting.norm_eps
+        return self.gramian_weighting.norm_eps
 
     @property
     def reg_eps(self) -> float:
-        return self.weighting.reg_eps
+        return self.gramian_weighting.reg_eps
 
     @property
     def projector(self) -> DualConeProjector:
-        return self.weighting.projector
+        return self.gramian_weighting.projector
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

@@ -43,7 +43,7 @@ class DualProjWeighting(DualConeWeighting):
     tensor([0.6109, 0.5000])
     """
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
         preferences = preference_weights(self.pref_vector, stat, 1.0 / stat.shape[0])
         return project_regularized(self.projector, stat, self.norm_eps, self.reg_eps, preferences)

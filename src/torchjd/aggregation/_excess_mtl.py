@@ -30,14 +30,16 @@ Paper: `Robust Multi-Task Learning with Excess Risks <https://arxiv.org/abs/2402
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import WeightedAggregator
 from ._stateful_utils import LazyStateMixin, check_real, check_state_size
-from ._weighting_bases import Weighting
+from ._weighting_bases import MatrixWeighting
 
 _EPSILON = 1e-7
 
 
-class ExcessMTLWeighting(LazyStateMixin, Weighting):
+class ExcessMTLWeighting(LazyStateMixin, MatrixWeighting, Stateful):
     """
     Matrix weighting of :class:`ExcessMTL`: takes the matrix ``[m, n]``, updates its estimates
     and returns the weights ``[m]`` (they sum to ``m``).
@@ -71,7 +73,7 @@ class ExcessMTLWeighting(LazyStateMixin, Weighting):
         self._empty_buffers("squared_gradient_sums", "initial_risks", "weights")
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         matrix = stat
         m = matrix.shape[0]
         check_state_size(self.weights, m, "ExcessMTL")
@@ -112,7 +114,7 @@ class ExcessMTLWeighting(LazyStateMixin, Weighting):
         return f"robust_step_size={self.robust_step_size!r}"
 
 
-class ExcessMTL(WeightedAggregator):
+class ExcessMTL(WeightedAggregator, Stateful):
     """
     Aggregator ``Jᵀ w`` whose weights grow with the estimated excess risks of the objectives
     (ExcessMTL). The weighting takes the matrix itself, as it accumulates per-coordinate squared

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._stateful_utils import check_positive_int, check_real
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
 def _fair_objective(gramian: Tensor, weights: Tensor, exponent: float) -> Tensor:
@@ -91,7 +91,7 @@ def _solve_fair_system(gramian: Tensor, alpha: float, max_iter: int) -> Tensor:
     return weights * scale ** (-alpha / (alpha + 1.0))
 
 
-class FairGradWeighting(Weighting):
+class FairGradWeighting(GramianWeighting):
     """
     Gramian weighting of :class:`FairGrad`: returns the positive solution ``w`` of
     ``(G w)_i = w_i^{-1/α}``.
@@ -114,7 +114,7 @@ class FairGradWeighting(Weighting):
         self.max_iter = check_positive_int("max_iter", max_iter)
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         return _solve_fair_system(stat, self.alpha, self.max_iter)
 
     def extra_repr(self) -> str:
@@ -143,7 +143,7 @@ class FairGrad(GramianWeightedAggregator):
 
     @property
     def alpha(self) -> float:
-        return self.weighting.alpha
+        return self.gramian_weighting.alpha
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

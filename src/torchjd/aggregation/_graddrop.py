@@ -77,7 +77,7 @@ class GradDrop(Aggregator):
         f = None if self.f is None else getattr(self.f, "__name__", repr(self.f))
         return f"f={f}, leak={leak}"
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         m = matrix.shape[0]
         if self.leak is not None and self.leak.shape[0] != m:
             raise ValueError(

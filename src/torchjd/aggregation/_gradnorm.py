@@ -30,11 +30,13 @@ Paper: `GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep Mul
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import Aggregator
 from ._stateful_utils import LazyStateMixin, check_real, check_state_size
 
 
-class GradNorm(LazyStateMixin, Aggregator):
+class GradNorm(LazyStateMixin, Aggregator, Stateful):
     """
     Aggregator ``Σ_i w_i g_i`` whose weights are learned so that the weighted gradient norms match
     the objectives' relative training rates (GradNorm). Call :meth:`set_losses` before each call.
@@ -89,7 +91,7 @@ class GradNorm(LazyStateMixin, Aggregator):
         self._empty_buffers("loss_weights", "initial_losses")
         self._losses = None
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         m = matrix.shape[0]
         losses = self._losses
         if losses is None:

@@ -28,12 +28,14 @@ Multilingual Models <https://arxiv.org/abs/2010.05874>`_ (Wang et al., ICLR 2021
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import GramianWeightedAggregator
 from ._stateful_utils import LazyStateMixin, check_real, check_state_size
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
-class GradVacWeighting(LazyStateMixin, Weighting):
+class GradVacWeighting(LazyStateMixin, GramianWeighting, Stateful):
     """
     Gramian weighting of :class:`GradVac`: gives the weights ``[m]`` such that
     ``weights @ J = Σ_i g'_i``, and updates the cosine targets.
@@ -62,7 +64,7 @@ class GradVacWeighting(LazyStateMixin, Weighting):
         self._empty_buffers("targets")
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         check_state_size(self.targets, m, "GradVac")
@@ -112,7 +114,7 @@ class GradVacWeighting(LazyStateMixin, Weighting):
         return f"beta={self.beta!r}"
 
 
-class GradVac(GramianWeightedAggregator):
+class GradVac(GramianWeightedAggregator, Stateful):
     """
     Aggregator that corrects each gradient towards adaptive cosine-similarity targets with the
     others and sums the results (GradVac). The targets live in the buffer ``weighting.targets``.
@@ -134,11 +136,11 @@ class GradVac(GramianWeightedAggregator):
 
     @property
     def beta(self) -> float:
-        return self.weighting.beta
+        return self.gramian_weighting.beta
 
     def reset(self) -> None:
         """Forgets the cosine targets: the next call behaves as the first one."""
-        self.weighting.reset()
+        self.gramian_weighting.reset()
 
     def extra_repr(self) -> str:
         return f"beta={self.beta!r}"

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
-class IMTLGWeighting(Weighting):
+class IMTLGWeighting(GramianWeighting):
     """
     Weights ``α = G⁺ s / (1^T G⁺ s)`` of IMTL-G, from the Gramian ``G`` ``[m, m]``, with
     ``s = sqrt(diag(G))``.
@@ -33,7 +33,7 @@ class IMTLGWeighting(Weighting):
     tensor([0.3333, 0.6667])
     """
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         norms = torch.sqrt(torch.diagonal(gramian).clamp(min=0.0))
         unnormalized = torch.linalg.pinv(gramian, hermitian=True) @ norms

@@ -18,10 +18,10 @@ from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import check_int
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
-class KrumWeighting(Weighting):
+class KrumWeighting(GramianWeighting):
     """
     Weights ``1 / n_selected`` on the ``n_selected`` rows of smallest Krum score, ``0`` elsewhere,
     from the Gramian ``G`` ``[m, m]``.
@@ -49,7 +49,7 @@ class KrumWeighting(Weighting):
         return f"n_byzantine={self.n_byzantine}, n_selected={self.n_selected}"
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         if m <= 2 * self.n_byzantine + 2:
@@ -97,4 +97,4 @@ class Krum(GramianWeightedAggregator):
         super().__init__(KrumWeighting(n_byzantine=n_byzantine, n_selected=n_selected))
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

@@ -8,11 +8,11 @@ descent generalizes. The weights depend only on the number of rows ``m``.
 import torch
 from torch import Tensor
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._weighting_bases import Weighting
+from ._aggregator_bases import WeightedAggregator
+from ._weighting_bases import ShapeOnlyWeighting
 
 
-class MeanWeighting(Weighting):
+class MeanWeighting(ShapeOnlyWeighting):
     """
     Gives every one of the ``m`` rows the weight ``1 / m``.
 
@@ -25,12 +25,12 @@ class MeanWeighting(Weighting):
     tensor([0.2500, 0.2500, 0.2500, 0.2500])
     """
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         m = stat.shape[0]
         return torch.full((m,), 1.0 / m, dtype=stat.dtype, device=stat.device)
 
 
-class Mean(GramianWeightedAggregator):
+class Mean(WeightedAggregator):
     """
     Aggregates the rows into their average, ``A(J) = (1/m) Σ_i J_i``.
 
@@ -46,6 +46,6 @@ class Mean(GramianWeightedAggregator):
     def __init__(self):
         super().__init__(MeanWeighting())
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         # Same result as the weighted form, without computing the Gramian it does not need.
         return matrix.mean(dim=0)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import check_int, check_non_negative_float
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
 def _check_epsilon_and_max_iters(epsilon: float, max_iters: int) -> None:
@@ -28,7 +28,7 @@ def _check_epsilon_and_max_iters(epsilon: float, max_iters: int) -> None:
     check_int(max_iters, "max_iters", 1)
 
 
-class MGDAWeighting(Weighting):
+class MGDAWeighting(GramianWeighting):
     """
     Weights ``w* = argmin_{w ∈ Δ_m} w^T G w`` of the Gramian ``G`` ``[m, m]``, by Frank-Wolfe.
 
@@ -55,7 +55,7 @@ class MGDAWeighting(Weighting):
         return f"epsilon={self.epsilon}, max_iters={self.max_iters}"
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         weights = torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
@@ -126,4 +126,4 @@ class MGDA(GramianWeightedAggregator):
         super().__init__(MGDAWeighting(epsilon=epsilon, max_iters=max_iters))
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

@@ -22,6 +22,8 @@ Paper: `Mitigating Gradient Bias in Multi-objective Learning: A Provably Converg
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import Aggregator
 from ._stateful_utils import (
     LazyStateMixin,
@@ -31,7 +33,7 @@ from ._stateful_utils import (
 )
 
 
-class MoCo(LazyStateMixin, Aggregator):
+class MoCo(LazyStateMixin, Aggregator, Stateful):
     """
     Aggregator that combines a moving average ``Y`` of the Jacobians with simplex weights ``λ``
     updated by projected gradient steps on ``½‖Yᵀλ‖² + ρ/2 ‖λ‖²`` (MoCo).
@@ -65,7 +67,7 @@ class MoCo(LazyStateMixin, Aggregator):
         self._empty_buffers("tracked_jacobian", "weights")
 
     @torch.no_grad()
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         m = matrix.shape[0]
         check_state_size(self.weights, m, "MoCo")
         if self.tracked_jacobian.numel() != 0 and self.tracked_jacobian.shape != matrix.shape:

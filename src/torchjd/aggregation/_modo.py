@@ -35,6 +35,8 @@ Conflict-Avoidance <https://arxiv.org/abs/2305.20057>`_ (Chen et al., NeurIPS 20
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import GramianWeightedAggregator
 from ._stateful_utils import (
     LazyStateMixin,
@@ -46,10 +48,10 @@ from ._stateful_utils import (
     spread_weights,
     stored_or_uniform,
 )
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
-class MoDoWeighting(LazyStateMixin, Weighting):
+class MoDoWeighting(LazyStateMixin, GramianWeighting, Stateful):
     """
     Gramian weighting of :class:`MoDo`: takes the Gramian ``[k·m, k·m]`` of ``k = num_estimates``
     stacked Jacobian estimates, updates ``λ`` and returns the weights ``[k·m]`` of the rows.
@@ -80,7 +82,7 @@ class MoDoWeighting(LazyStateMixin, Weighting):
         self._empty_buffers("weights")
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         m, cross_gramian = split_estimates(stat, self.num_estimates, "MoDo")
         check_state_size(self.weights, m, "MoDo")
         weights = stored_or_uniform(self.weights, m, stat)
@@ -93,7 +95,7 @@ class MoDoWeighting(LazyStateMixin, Weighting):
         return f"gamma={self.gamma!r}, rho={self.rho!r}, num_estimates={self.num_estimates!r}"
 
 
-class MoDo(GramianWeightedAggregator):
+class MoDo(GramianWeightedAggregator, Stateful):
     """
     Aggregator of the MoDo algorithm: ``λ`` follows a projected gradient step built from two
     independent Jacobian estimates, and the direction combines a third one with ``λ``. The input
@@ -120,7 +122,7 @@ class MoDo(GramianWeightedAggregator):
 
     def reset(self) -> None:
         """Sets ``λ`` back to uniform weights."""
-        self.weighting.reset()
+        self.gramian_weighting.reset()
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

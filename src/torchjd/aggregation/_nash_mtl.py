@@ -27,9 +27,11 @@ aggregation does not depend on the scale of ``J``.
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import check_int
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
 def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
@@ -64,7 +66,7 @@ def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
     return torch.where(is_nonzero, scaled / safe_norms, torch.zeros_like(scaled))
 
 
-class _NashMTLWeighting(Weighting):
+class _NashMTLWeighting(GramianWeighting, Stateful):
     """Nash-MTL weights from the Gramian ``[m, m]``, with the update schedule in buffers."""
 
     step: Tensor
@@ -106,7 +108,7 @@ class _NashMTLWeighting(Weighting):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         is_stale = self.previous_weights.shape != (m,)
@@ -123,7 +125,7 @@ class _NashMTLWeighting(Weighting):
         return weights
 
 
-class NashMTL(GramianWeightedAggregator):
+class NashMTL(GramianWeightedAggregator, Stateful):
     """
     Aggregates the rows with Nash-MTL: ``J^T α`` with ``(G α)_i = 1 / α_i``, ``α > 0``, clipped to
     norm ``max_norm``.
@@ -159,8 +161,8 @@ class NashMTL(GramianWeightedAggregator):
         )
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()
 
     def reset(self) -> None:
         """Forgets the call counter and the last weights."""
-        self.weighting.reset()
+        self.gramian_weighting.reset()

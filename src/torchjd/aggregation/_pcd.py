@@ -32,9 +32,11 @@ This module is the library's reading of the paper's published problem statement:
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import GramianWeightedAggregator
 from ._stateful_utils import LazyStateMixin, check_real, check_state_size
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
 def _solve_nonnegative_qp(matrix: Tensor, vector: Tensor) -> Tensor:
@@ -72,7 +74,7 @@ def _solve_nonnegative_qp(matrix: Tensor, vector: Tensor) -> Tensor:
     return x
 
 
-class PCDWeighting(LazyStateMixin, Weighting):
+class PCDWeighting(LazyStateMixin, GramianWeighting, Stateful):
     """
     Gramian weighting of :class:`PCD`: the weights ``[m]`` such that ``weights @ J`` is the PCD
     direction (the first weight is always 1).
@@ -101,7 +103,7 @@ class PCDWeighting(LazyStateMixin, Weighting):
         self._empty_buffers("squared_norms")
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         check_state_size(self.squared_norms, m, "PCD")
@@ -133,7 +135,7 @@ class PCDWeighting(LazyStateMixin, Weighting):
         return f"tau={self.tau!r}, beta={self.beta!r}"
 
 
-class PCD(GramianWeightedAggregator):
+class PCD(GramianWeightedAggregator, Stateful):
     """
     Aggregator that follows the first row (the primary objective) with the smallest change that
     guarantees progress on every other row (PCD).
@@ -155,7 +157,7 @@ class PCD(GramianWeightedAggregator):
 
     def reset(self) -> None:
         """Forgets the moving average of the squared norms."""
-        self.weighting.reset()
+        self.gramian_weighting.reset()
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
-class PCGradWeighting(Weighting):
+class PCGradWeighting(GramianWeighting):
     """
     Weights of PCGrad computed from the Gramian ``G`` ``[m, m]``.
 
@@ -36,7 +36,7 @@ class PCGradWeighting(Weighting):
     """
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
         rows = torch.arange(m, device=gramian.device)

@@ -13,11 +13,11 @@ reproducible. They are positive and sum to one.
 import torch
 from torch import Tensor
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._weighting_bases import Weighting
+from ._aggregator_bases import WeightedAggregator
+from ._weighting_bases import ShapeOnlyWeighting
 
 
-class RandomWeighting(Weighting):
+class RandomWeighting(ShapeOnlyWeighting):
     """
     Gives the ``m`` rows the weights ``softmax(z)``, with ``z`` drawn from a standard normal.
 
@@ -32,12 +32,12 @@ class RandomWeighting(Weighting):
     (torch.Size([3]), 1.0)
     """
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         logits = torch.randn(stat.shape[0], dtype=stat.dtype, device=stat.device)
         return torch.softmax(logits, dim=0)
 
 
-class Random(GramianWeightedAggregator):
+class Random(WeightedAggregator):
     """
     Aggregates the rows with a random convex combination, ``softmax(z) @ J``, ``z ~ N(0, I_m)``.
 

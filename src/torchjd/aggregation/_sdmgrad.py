@@ -29,6 +29,8 @@ Paper: `Direction-oriented Multi-objective Learning: Simple and Provable Stochas
 import torch
 from torch import Tensor
 
+from torchjd._stateful import Stateful
+
 from ._aggregator_bases import GramianWeightedAggregator
 from ._stateful_utils import (
     LazyStateMixin,
@@ -41,10 +43,10 @@ from ._stateful_utils import (
     spread_weights,
     stored_or_uniform,
 )
-from ._weighting_bases import Weighting
+from ._weighting_bases import GramianWeighting
 
 
-class SDMGradWeighting(LazyStateMixin, Weighting):
+class SDMGradWeighting(LazyStateMixin, GramianWeighting, Stateful):
     """
     Gramian weighting of :class:`SDMGrad`: takes the Gramian ``[k·m, k·m]`` of
     ``k = num_estimates`` stacked Jacobian estimates, updates ``w`` and returns the weights
@@ -79,7 +81,7 @@ class SDMGradWeighting(LazyStateMixin, Weighting):
         self._empty_buffers("weights")
 
     @torch.no_grad()
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         m, cross_gramian = split_estimates(stat, self.num_estimates, "SDMGrad")
         check_state_size(self.weights, m, "SDMGrad")
         weights = stored_or_uniform(self.weights, m, stat)
@@ -96,7 +98,7 @@ class SDMGradWeighting(LazyStateMixin, Weighting):
         )
 
 
-class SDMGrad(GramianWeightedAggregator):
+class SDMGrad(GramianWeightedAggregator, Stateful):
     """
     Aggregator of SDMGrad: a stochastic MGDA regularized towards the mean gradient. The input is
     ``num_estimates`` Jacobian estimates stacked along the rows (see the module docstring).
@@ -124,7 +126,7 @@ class SDMGrad(GramianWeightedAggregator):
 
     def reset(self) -> None:
         """Sets ``w`` back to uniform weights."""
-        self.weighting.reset()
+        self.gramian_weighting.reset()
 
     def extra_repr(self) -> str:
-        return self.weighting.extra_repr()
+        return self.gramian_weighting.extra_repr()

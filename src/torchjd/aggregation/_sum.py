@@ -8,11 +8,11 @@ number of rows ``m``.
 import torch
 from torch import Tensor
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._weighting_bases import Weighting
+from ._aggregator_bases import WeightedAggregator
+from ._weighting_bases import ShapeOnlyWeighting
 
 
-class SumWeighting(Weighting):
+class SumWeighting(ShapeOnlyWeighting):
     """
     Gives every one of the ``m`` rows the weight ``1``.
 
@@ -25,11 +25,11 @@ class SumWeighting(Weighting):
     tensor([1., 1., 1.])
     """
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         return torch.ones(stat.shape[0], dtype=stat.dtype, device=stat.device)
 
 
-class Sum(GramianWeightedAggregator):
+class Sum(WeightedAggregator):
     """
     Aggregates the rows into their sum, ``A(J) = Σ_i J_i``.
 
@@ -45,6 +45,6 @@ class Sum(GramianWeightedAggregator):
     def __init__(self):
         super().__init__(SumWeighting())
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         # Same result as the weighted form, without computing the Gramian it does not need.
         return matrix.sum(dim=0)

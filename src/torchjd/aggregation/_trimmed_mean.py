@@ -47,7 +47,7 @@ class TrimmedMean(Aggregator):
     def extra_repr(self) -> str:
         return f"trim_number={self.trim_number}"
 
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor, /) -> Tensor:
         m = matrix.shape[0]
         if m <= 2 * self.trim_number:
             raise ValueError(

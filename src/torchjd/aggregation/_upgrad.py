@@ -47,7 +47,7 @@ class UPGradWeighting(DualConeWeighting):
     tensor([1.1109, 0.7894])
     """
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor, /) -> Tensor:
         stat = stat.detach()  # the weights are not differentiated through
         m = stat.shape[0]
         if self.pref_vector is not None:

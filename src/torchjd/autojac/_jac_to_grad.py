@@ -95,7 +95,7 @@ def _aggregate(
     weights: Tensor | None = None
     if optimize_gramian_computation:
         gramian = sum(matrix @ matrix.T for matrix in matrices)
-        weights = aggregator.weighting(gramian)
+        weights = aggregator.gramian_weighting(gramian)
         gradients = [weights @ matrix for matrix in matrices]
     else:
         matrix = torch.cat(matrices, dim=1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torchjd.aggregation import Constant, ConstantWeighting, GramianWeightedAggregator
+from torchjd.aggregation import Constant, ConstantWeighting, WeightedAggregator
 
 
 def test_constant_is_the_fixed_combination_of_the_rows():
@@ -16,7 +16,7 @@ def test_constant_weighting_accepts_a_gramian_and_follows_its_dtype():
     weights = ConstantWeighting(torch.tensor([1.0, 2.0]))(torch.eye(2, dtype=torch.float64))
     assert weights.dtype == torch.float64
     torch.testing.assert_close(weights, torch.tensor([1.0, 2.0], dtype=torch.float64))
-    assert isinstance(Constant(torch.ones(2)), GramianWeightedAggregator)
+    assert isinstance(Constant(torch.ones(2)), WeightedAggregator)
 
 
 def test_constant_copies_its_weights_into_a_buffer():

@@ -13,7 +13,7 @@ from torchjd.aggregation import CRMOGM, CRMOGMWeighting, Weighting
 class _DiagonalShare(Weighting):
     """Deterministic Gramian weighting for the tests: each squared norm over their sum."""
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor) -> Tensor:
         diagonal = stat.diagonal()
         total = diagonal.sum()
         return diagonal / total if total > 0 else torch.zeros_like(diagonal)
@@ -29,7 +29,7 @@ class _Counting(Weighting):
     def reset(self):
         self.calls = 0
 
-    def compute_weights(self, stat: Tensor) -> Tensor:
+    def forward(self, stat: Tensor) -> Tensor:
         self.calls += 1
         return torch.full((stat.shape[0],), float(self.calls), dtype=stat.dtype)
 
@@ -41,7 +41,7 @@ def test_first_two_steps_hand_computed():
     assert_close(aggregator(first), torch.tensor([2.7, 0.1], dtype=torch.float64))
     # w_2 = 0.75 * [0.9, 0.1] + 0.25 * [0.5, 0.5] = [0.8, 0.2]
     assert_close(aggregator(second), torch.tensor([0.8, 0.2], dtype=torch.float64))
-    assert_close(aggregator.weighting.weights, torch.tensor([0.8, 0.2], dtype=torch.float64))
+    assert_close(aggregator.gramian_weighting.weights, torch.tensor([0.8, 0.2], dtype=torch.float64))
 
 
 def test_alpha_one_gives_back_the_inner_weighting():
@@ -54,7 +54,7 @@ def test_alpha_one_gives_back_the_inner_weighting():
 
 def test_matrix_based_inner_weighting_receives_the_matrix():
     class FirstColumn(Weighting):
-        def compute_weights(self, stat: Tensor) -> Tensor:
+        def forward(self, stat: Tensor) -> Tensor:
             return stat[:, 0]
 
     weighting = CRMOGMWeighting(FirstColumn(), alpha=0.5)
@@ -76,7 +76,7 @@ def test_dtype_is_kept(dtype):
     aggregator = CRMOGM(_DiagonalShare(), alpha=0.5)
     aggregator(torch.ones(2, 3, dtype=dtype))
     result = aggregator(torch.eye(2, 3, dtype=dtype))
-    assert result.dtype == dtype and aggregator.weighting.weights.dtype == dtype
+    assert result.dtype == dtype and aggregator.gramian_weighting.weights.dtype == dtype
 
 
 def test_weights_are_constants_for_autograd():

@@ -48,7 +48,7 @@ def test_second_step_reaches_the_moving_average_target():
     phi = _cos(g1, g2)
     target = beta * phi  # (1 - β)·0 + β·φ after the first step
     assert_close(
-        aggregator.weighting.targets,
+        aggregator.gramian_weighting.targets,
         torch.tensor([[0.0, target], [target, 0.0]], dtype=torch.float64),
     )
 
@@ -60,7 +60,7 @@ def test_second_step_reaches_the_moving_average_target():
     assert_close(result, g1_vaccinated + g2_vaccinated)
     new_target = (1 - beta) * target + beta * phi
     assert_close(
-        aggregator.weighting.targets,
+        aggregator.gramian_weighting.targets,
         torch.tensor([[0.0, new_target], [new_target, 0.0]], dtype=torch.float64),
     )
 
@@ -106,7 +106,7 @@ def test_dtype_is_kept(dtype):
     aggregator = GradVac()
     result = aggregator(matrix)
     assert result.dtype == dtype
-    assert aggregator.weighting.targets.dtype == dtype
+    assert aggregator.gramian_weighting.targets.dtype == dtype
     assert torch.isfinite(result).all()
 
 

@@ -28,7 +28,7 @@ def test_first_two_steps_hand_computed():
         result = aggregator(torch.cat([j1, j2, j3]))
         expected = lam[0] * j3[0] + lam[1] * j3[1]
         assert_close(result, expected)
-        assert_close(aggregator.weighting.weights, torch.tensor(lam, dtype=torch.float64))
+        assert_close(aggregator.gramian_weighting.weights, torch.tensor(lam, dtype=torch.float64))
     # First step: λ = Π([0.5, 0.5] - 0.25 * [1.25, 1.75]) = Π([0.1875, 0.0625]) = [0.5625, 0.4375]
 
 
@@ -59,7 +59,7 @@ def test_weights_stay_on_the_simplex():
     aggregator = MoDo(gamma=0.5, rho=0.1, num_estimates=1)
     for _ in range(5):
         aggregator(torch.randn(4, 6))
-        weights = aggregator.weighting.weights
+        weights = aggregator.gramian_weighting.weights
         assert (weights >= 0).all()
         assert_close(weights.sum(), torch.tensor(1.0))
 
@@ -72,14 +72,14 @@ def test_single_objective():
 def test_zero_matrix_gives_zeros_and_uniform_weights():
     aggregator = MoDo()
     assert_close(aggregator(torch.zeros(6, 4)), torch.zeros(4))
-    assert_close(aggregator.weighting.weights, torch.full((2,), 0.5))
+    assert_close(aggregator.gramian_weighting.weights, torch.full((2,), 0.5))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtype_is_kept(dtype):
     aggregator = MoDo()
     result = aggregator(torch.ones(6, 3, dtype=dtype))
-    assert result.dtype == dtype and aggregator.weighting.weights.dtype == dtype
+    assert result.dtype == dtype and aggregator.gramian_weighting.weights.dtype == dtype
 
 
 def test_rows_not_divisible_by_the_number_of_estimates_raise():

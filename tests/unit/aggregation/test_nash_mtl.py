@@ -74,7 +74,7 @@ def test_nash_mtl_reuses_weights_between_updates_and_resets():
     assert torch.allclose(aggregator.weights(second), alpha_first)  # reused
     assert torch.allclose(aggregator.weights(second), _weights(second))  # recomputed
     aggregator.reset()
-    assert int(aggregator.weighting.step) == 0
+    assert int(aggregator.gramian_weighting.step) == 0
     assert torch.allclose(aggregator.weights(first), alpha_first)
     # A matrix with another number of rows cannot reuse the weights.
     assert torch.allclose(aggregator.weights(first[:2]), _weights(first[:2]))
@@ -87,7 +87,7 @@ def test_nash_mtl_state_round_trips_through_state_dict():
     aggregator(first)
     restored = NashMTL(max_norm=0.0, update_weights_every=3)
     restored.load_state_dict(aggregator.state_dict())
-    assert int(restored.weighting.step) == 1
+    assert int(restored.gramian_weighting.step) == 1
     assert torch.allclose(restored(second), aggregator(second))
     assert torch.allclose(copy.deepcopy(aggregator)(second), aggregator(second))
 

@@ -55,7 +55,7 @@ def test_uses_the_moving_average_of_squared_norms():
     v = beta * torch.tensor([1.0, 1.0], dtype=torch.float64) + (1 - beta) * torch.tensor(
         [9.0, 2.0], dtype=torch.float64
     )
-    assert_close(aggregator.weighting.squared_norms, v)
+    assert_close(aggregator.gramian_weighting.squared_norms, v)
     s = v.sqrt()
     n1, n2 = second[0] / s[0], second[1] / s[1]
     mu = 0.5 * (n2 @ n2) / (n2 @ n2) - (n2 @ n1) / (n2 @ n2)
@@ -87,7 +87,7 @@ def test_dtype_is_kept(dtype):
     torch.manual_seed(0)
     aggregator = PCD()
     result = aggregator(torch.randn(3, 4, dtype=dtype))
-    assert result.dtype == dtype and aggregator.weighting.squared_norms.dtype == dtype
+    assert result.dtype == dtype and aggregator.gramian_weighting.squared_norms.dtype == dtype
 
 
 def test_reset_restores_initial_behaviour():

@@ -30,7 +30,7 @@ def test_first_two_calls_hand_computed():
         mean_gradient = (j3[0] + j3[1]) / 2
         expected = (w[0] * j3[0] + w[1] * j3[1] + lmbda * mean_gradient) / (1 + lmbda)
         assert_close(result, expected)
-        assert_close(aggregator.weighting.weights, torch.tensor(w, dtype=torch.float64))
+        assert_close(aggregator.gramian_weighting.weights, torch.tensor(w, dtype=torch.float64))
 
 
 def test_many_steps_reach_the_regularized_min_norm_solution():
@@ -66,7 +66,7 @@ def test_zero_matrix_gives_zeros():
 def test_dtype_is_kept(dtype):
     aggregator = SDMGrad()
     result = aggregator(torch.ones(6, 3, dtype=dtype))
-    assert result.dtype == dtype and aggregator.weighting.weights.dtype == dtype
+    assert result.dtype == dtype and aggregator.gramian_weighting.weights.dtype == dtype
 
 
 def test_rows_not_divisible_by_the_number_of_estimates_raise():

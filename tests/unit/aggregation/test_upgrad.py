@@ -196,7 +196,7 @@ def test_upgrad_repr_str_and_hyper_parameters():
     )
     assert aggregator.norm_eps == 0.01 and aggregator.reg_eps == 0.0
     assert torch.equal(aggregator.pref_vector, torch.tensor([1.0, 2.0]))
-    assert "weighting.pref_vector" in aggregator.state_dict()
+    assert "weighting.gramian_weighting.pref_vector" in aggregator.state_dict()
     assert repr(UPGrad()) == (
         "UPGrad(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001, "
         "projector=ActiveSetDualConeProjector(tolerance=None))"

@@ -9,19 +9,19 @@ from torchjd.autojac import jac_to_grad
 class _RowNormWeighting(Weighting):
     """Weights each row by the inverse of its squared norm, read from the Gramian's diagonal."""
 
-    def compute_weights(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor) -> Tensor:
         return 1.0 / gramian.diagonal()
 
 
 class _FirstRowsWeighting(Weighting):
-    def compute_weights(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor) -> Tensor:
         weights = torch.zeros(matrix.shape[0], dtype=matrix.dtype)
         weights[0] = 1.0
         return weights
 
 
 class _CoordinateMax(Aggregator):
-    def aggregate(self, matrix: Tensor) -> Tensor:
+    def forward(self, matrix: Tensor) -> Tensor:
         return matrix.max(dim=0).values
 
 
