@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from torchjd.aggregation import Aggregator, GramianWeightedAggregator
+from torchjd.aggregation import Aggregator, GramianWeightedAggregator, WeightedAggregator
+from torchjd.aggregation._weighting_bases import ShapeOnlyWeighting
 
 from ._marks import mark
 
@@ -292,23 +293,22 @@ def sharded_jac_to_grad(
     ``jac_to_grad``'s aggregation when some of ``tensors`` are FSDP-sharded DTensor parameters,
     whose ``.jac`` fields hold the rows of their local shards: returns the weights ``[m]`` (the same
     on every rank) and the gradient of each tensor (a DTensor for a sharded one).
-
-    The Gramian is the sum of the shards' Gramians, all-reduced over the ranks that hold the shards,
-    plus the Gramians of the unsharded (replicated) tensors, counted once.
     """
 
-    if not isinstance(aggregator, GramianWeightedAggregator):
+    shape_only = isinstance(aggregator, WeightedAggregator) and isinstance(
+        aggregator.weighting, ShapeOnlyWeighting
+    )
+    if not shape_only and not isinstance(aggregator, GramianWeightedAggregator):
         raise ValueError(
-            f"Parameter `aggregator` should be a GramianWeightedAggregator when `tensors` contains "
+            f"Parameter `aggregator` should be a GramianWeightedAggregator (or a weighted aggregator "
+            f"whose weights depend only on the number of rows, like Mean) when `tensors` contains "
             f"FSDP-sharded parameters, so that it can aggregate from the all-reduced Gramian "
             f"without gathering the Jacobian. Found {aggregator}, which needs the Jacobian matrix "
-            "itself. Use a Gramian-based aggregator such as UPGrad, MGDA, DualProj or Mean instead."
+            "itself. Use a Gramian-based aggregator such as UPGrad, MGDA, DualProj or IMTLG instead."
         )
     from torch.distributed.tensor import DTensor, Replicate, Shard
 
     m = jacobians[0].shape[0]
-    local_gramian: Tensor | None = None
-    sharded_gramians: dict[tuple[Any, ...], Tensor] = {}  # keyed by the groups holding the shards
     matrices = []
     for index, (tensor, jacobian) in enumerate(zip(tensors, jacobians)):
         if isinstance(tensor, DTensor):
@@ -327,33 +327,52 @@ def sharded_jac_to_grad(
         matrices.append(jacobian.reshape(m, -1))
 
     with torch.autocast(device_type=matrices[0].device.type, enabled=False):
-        for tensor, matrix in zip(tensors, matrices):
-            gramian = matrix @ matrix.T
-            if isinstance(tensor, DTensor):
-                mesh = tensor.device_mesh
-                key = tuple(
-                    mesh.get_group(dim)
-                    for dim, placement in enumerate(tensor.placements)
-                    if isinstance(placement, Shard)
-                )
-                previous = sharded_gramians.get(key)
-                sharded_gramians[key] = gramian if previous is None else previous + gramian
-            else:
-                local_gramian = gramian if local_gramian is None else local_gramian + gramian
-        total = local_gramian
-        for groups, gramian in sharded_gramians.items():
-            for group in groups:  # Summing over each sharded mesh dimension in turn.
-                dist.all_reduce(gramian, group=group)
-            total = gramian if total is None else total + gramian
-        assert total is not None
-        weighting = getattr(aggregator, "gramian_weighting", None) or aggregator.weighting
-        weights = weighting(total)
+        if shape_only:  # Mean, Sum, Constant, Random: no Gramian, no communication.
+            weights = aggregator.weighting(matrices[0].new_zeros(m, 0))
+        else:
+            weights = _weights_from_sharded_gramian(tensors, matrices, aggregator)
         gradients = []
-        for tensor, matrix in zip(tensors, matrices):
-            local = (weights @ matrix).view(jacobians[len(gradients)].shape[1:])
+        for tensor, matrix, jacobian in zip(tensors, matrices, jacobians):
+            local = (weights @ matrix).view(jacobian.shape[1:])
             if isinstance(tensor, DTensor):
                 local = DTensor.from_local(
                     local, tensor.device_mesh, tensor.placements, shape=tensor.shape, stride=tensor.stride()
                 )
             gradients.append(local)
     return weights, gradients
+
+
+def _weights_from_sharded_gramian(
+    tensors: list[Tensor], matrices: list[Tensor], aggregator: GramianWeightedAggregator
+) -> Tensor:
+    """
+    The weights from the Gramian: the sum of the shards' Gramians, all-reduced over the ranks that
+    hold the shards, plus the Gramians of the unsharded (replicated) tensors, counted once.
+    """
+
+    from torch.distributed.tensor import DTensor, Shard
+
+    replicated: Tensor | None = None
+    sharded: dict[tuple[Any, ...], Tensor] = {}  # keyed by the process groups holding the shards
+    for tensor, matrix in zip(tensors, matrices):
+        gramian = matrix @ matrix.T
+        if isinstance(tensor, DTensor):
+            mesh = tensor.device_mesh
+            key = tuple(
+                mesh.get_group(dim)
+                for dim, placement in enumerate(tensor.placements)
+                if isinstance(placement, Shard)
+            )
+            previous = sharded.get(key)
+            sharded[key] = gramian if previous is None else previous + gramian
+        else:
+            replicated = gramian if replicated is None else replicated + gramian
+    total = replicated
+    for groups, gramian in sharded.items():
+        for group in groups:  # Summing over each sharded mesh dimension in turn.
+            dist.all_reduce(gramian, group=group)
+        total = gramian if total is None else total + gramian
+    assert total is not None
+    # The all-reduce gives every rank the same Gramian, hence the same weights (and, for a stateful
+    # weighting, the same state).
+    return aggregator.gramian_weighting(total)
