@@ -12,10 +12,10 @@ forward and backward passes. The autograd graph therefore reaches the unsharded 
   runs once, after all of them (not after each), and :func:`move_to_shards` then reduce-scatters
   the ``.jac`` fields accumulated on the unsharded copies (one row per objective) onto the sharded
   parameters, averaged over the ranks as FSDP averages gradients, in one collective;
-- :func:`sharded_jac_to_grad` is ``jac_to_grad`` on sharded parameters: each rank holds the columns
-  ``J_s`` of its shards, so the Gramian ``J Jᵀ = Σ_s J_s J_sᵀ`` is one all-reduce of an ``[m, m]``
-  matrix, from which every rank computes the same weights ``w`` and its own gradient shards
-  ``w @ J_s``. The Jacobian is never gathered.
+- :func:`sharded_jac_to_grad` is ``jac_to_grad`` on sharded parameters: each rank holds the
+  columns ``J_s`` of its shards, so the Gramian ``J Jᵀ = Σ_s J_s J_sᵀ`` is one all-reduce of an
+  ``[m, m]`` matrix, from which every rank computes the same weights ``w`` and its own gradient
+  shards ``w @ J_s``. The Jacobian is never gathered.
 
 FSDP's internals (``FSDPParam``, its parameter groups) are private to PyTorch: they are only read
 here, and only when FSDP is in use.
@@ -100,7 +100,7 @@ def to_unsharded(tensors: list[Tensor], m: int | None, name: str) -> list[Tensor
     has the ``[m] + local shard shape`` that the coming accumulation will add to.
     """
 
-    if not any(is_dtensor(tensor) for tensor in tensors) and "torch.distributed.fsdp" not in sys.modules:
+    if "torch.distributed.fsdp" not in sys.modules and not any(is_dtensor(t) for t in tensors):
         return tensors
     shardings = _find_shardings()
     result = []
@@ -175,7 +175,7 @@ def backward_pass(tensors: list[Tensor]) -> Iterator[None]:
     cost the all-gathers of one ordinary backward pass.
     """
 
-    roots = [root for root in _fsdp_roots() if not root._state_ctx.post_backward_final_callback_queued]
+    roots = [r for r in _fsdp_roots() if not r._state_ctx.post_backward_final_callback_queued]
     for root in roots:
         root._state_ctx.post_backward_final_callback_queued = True
     try:
@@ -252,9 +252,10 @@ def _reduce_scatter(entries: list[tuple[_Sharding, str, Tensor]], group: Any) ->
         dim = sharding.fsdp_param.fsdp_placement.dim + 1
         padded_shape = [rows, *sharding.fsdp_param.padded_sharded_param_size]
         chunk = padded_shape[dim]
-        padded = value.new_zeros([*padded_shape[:dim], world_size * chunk, *padded_shape[dim + 1 :]])
+        before, after = padded_shape[:dim], padded_shape[dim + 1 :]
+        padded = value.new_zeros([*before, world_size * chunk, *after])
         padded.narrow(dim, 0, value.shape[dim]).copy_(value)
-        split = padded.view([*padded_shape[:dim], world_size, chunk, *padded_shape[dim + 1 :]])
+        split = padded.view([*before, world_size, chunk, *after])
         per_rank.append(split.movedim(dim, 0).reshape(world_size, -1))
         padded_shapes.append(padded_shape)
 
@@ -295,16 +296,14 @@ def sharded_jac_to_grad(
     on every rank) and the gradient of each tensor (a DTensor for a sharded one).
     """
 
-    shape_only = isinstance(aggregator, WeightedAggregator) and isinstance(
-        aggregator.weighting, ShapeOnlyWeighting
-    )
-    if not shape_only and not isinstance(aggregator, GramianWeightedAggregator):
+    if not _is_shape_only(aggregator) and not isinstance(aggregator, GramianWeightedAggregator):
         raise ValueError(
-            f"Parameter `aggregator` should be a GramianWeightedAggregator (or a weighted aggregator "
-            f"whose weights depend only on the number of rows, like Mean) when `tensors` contains "
-            f"FSDP-sharded parameters, so that it can aggregate from the all-reduced Gramian "
-            f"without gathering the Jacobian. Found {aggregator}, which needs the Jacobian matrix "
-            "itself. Use a Gramian-based aggregator such as UPGrad, MGDA, DualProj or IMTLG instead."
+            "Parameter `aggregator` should be a GramianWeightedAggregator (or a weighted "
+            "aggregator whose weights depend only on the number of rows, like Mean) when "
+            "`tensors` contains FSDP-sharded parameters, so that it can aggregate from the "
+            f"all-reduced Gramian without gathering the Jacobian. Found {aggregator}, which needs "
+            "the Jacobian matrix itself. Use a Gramian-based aggregator such as UPGrad, MGDA, "
+            "DualProj or IMTLG instead."
         )
     from torch.distributed.tensor import DTensor, Replicate, Shard
 
@@ -327,19 +326,29 @@ def sharded_jac_to_grad(
         matrices.append(jacobian.reshape(m, -1))
 
     with torch.autocast(device_type=matrices[0].device.type, enabled=False):
-        if shape_only:  # Mean, Sum, Constant, Random: no Gramian, no communication.
-            weights = aggregator.weighting(matrices[0].new_zeros(m, 0))
-        else:
+        if isinstance(aggregator, GramianWeightedAggregator):
             weights = _weights_from_sharded_gramian(tensors, matrices, aggregator)
+        else:  # Mean, Sum, Constant, Random: no Gramian, no communication.
+            assert isinstance(aggregator, WeightedAggregator)
+            weights = aggregator.weighting(matrices[0].new_zeros(m, 0))
         gradients = []
         for tensor, matrix, jacobian in zip(tensors, matrices, jacobians):
             local = (weights @ matrix).view(jacobian.shape[1:])
             if isinstance(tensor, DTensor):
+                mesh, placements = tensor.device_mesh, tensor.placements
                 local = DTensor.from_local(
-                    local, tensor.device_mesh, tensor.placements, shape=tensor.shape, stride=tensor.stride()
+                    local, mesh, placements, shape=tensor.shape, stride=tensor.stride()
                 )
             gradients.append(local)
     return weights, gradients
+
+
+def _is_shape_only(aggregator: Aggregator) -> bool:
+    """Whether ``aggregator``'s weights depend only on the number of rows (Mean, Sum, ...)."""
+
+    return isinstance(aggregator, WeightedAggregator) and isinstance(
+        aggregator.weighting, ShapeOnlyWeighting
+    )
 
 
 def _weights_from_sharded_gramian(
