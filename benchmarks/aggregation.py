@@ -108,7 +108,9 @@ def reference_upgrad(matrix: Tensor, norm_eps: float = 0.0001, reg_eps: float = 
 SPECIAL_CASES: dict[str, Callable[[int], Callable[[Tensor], Tensor]]] = {
     "Constant": lambda m: aggregation.Constant(torch.full((m,), 1.0 / m)),
     "CRMOGM": lambda m: aggregation.CRMOGM(aggregation.UPGradWeighting()),
+    "FairGrad": lambda m: aggregation.FairGrad(alpha=1.0),
     "Krum": lambda m: aggregation.Krum(n_byzantine=max(0, (m - 3) // 2)),
+    "NashMTL": lambda m: aggregation.NashMTL(n_tasks=m),
     "TrimmedMean": lambda m: aggregation.TrimmedMean(trim_number=(m - 1) // 2),
     # One Jacobian estimate per call here (the default, 3, expects them stacked along the rows).
     "MoDo": lambda m: aggregation.MoDo(num_estimates=1),

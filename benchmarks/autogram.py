@@ -8,7 +8,13 @@ Steps (each includes the forward pass; gradients are reset outside the timed reg
 - autogram + W:      losses.backward(W(engine.compute_gramian(losses)))
 - autojac + A:       torchjd.autojac.backward(losses); jac_to_grad(params, A)
 with W = MeanWeighting (isolates the engine's own cost) or UPGradWeighting, and A = Mean or UPGrad.
-A row whose imports are missing is skipped.
+The row "UPGradWeighting alone" times the weighting on the Gramian of the same batch, the part of
+the UPGrad step that grows like batch³, and "one Cholesky of the Gramian" one factorization of it
+(a lower bound for any exact solver of UPGrad's projections). A row whose imports are missing is skipped; the autojac
+rows are skipped above --max-autojac-batch (their Jacobian has batch × parameters entries).
+
+Targets (SPEC 9, MLP 128-256-256-1): the autogram + MeanWeighting step <= 3x the SGD step at batch
+128, the autogram + UPGradWeighting step <= 10x at batch 1024.
 
 Time: median over repeats; the SGD and autogram steps are interleaved within each repeat so that
 they see the same load (the autojac steps are interleaved with each other, in a separate loop).
@@ -16,7 +22,8 @@ Memory: the CPU allocator of torch is invisible to tracemalloc and RSS is too co
 is the highest running sum of the allocations and frees that torch.profiler records during one
 step (forward included), in MiB.
 
-Run: python benchmarks/autogram.py [--threads N] [--repeats R]
+Run: python benchmarks/autogram.py [--threads N] [--repeats R] [--models MLP CNN]
+     [--batches 32 128 512 1024] [--max-autojac-batch 128] [--no-memory]
 """
 
 import argparse
@@ -99,7 +106,9 @@ def _aggregators() -> dict[str, nn.Module | None]:
     return result
 
 
-def build_steps(make: Callable, batch: int) -> list[tuple[str, Callable[[], None] | None, nn.Module]]:
+def build_steps(
+    make: Callable, batch: int, with_autojac: bool
+) -> list[tuple[str, Callable[[], None] | None, nn.Module]]:
     torch.manual_seed(0)
     base, data, compute_losses = make()
     x, y = data(batch)
@@ -120,8 +129,31 @@ def build_steps(make: Callable, batch: int) -> list[tuple[str, Callable[[], None
         return step
 
     steps: list[tuple[str, Callable[[], None] | None, nn.Module]] = [("SGD step", sgd, plain)]
-    for name, weighting in _weightings().items():
+    weightings = _weightings()
+    for name, weighting in weightings.items():
         steps.append((f"autogram + {name}Weighting", None if weighting is None else autogram_step(weighting), hooked))
+    upgrad = weightings["UPGrad"]
+    weighting_alone = None
+    if upgrad is not None:
+        losses = compute_losses(hooked, x, y)
+        gramian = engine.compute_gramian(losses)
+        del losses
+
+        def weighting_alone() -> None:
+            upgrad(gramian)
+
+    steps.append(("UPGradWeighting alone", weighting_alone, hooked))
+    # A lower bound of any exact projection onto the dual cone: one factorization of the Gramian.
+    ridge = None
+    if upgrad is not None:
+        ridge = gramian + 1e-3 * gramian.diagonal().mean() * torch.eye(batch)
+
+    def cholesky() -> None:
+        torch.linalg.cholesky(ridge)
+
+    steps.append(("one Cholesky of the Gramian", None if ridge is None else cholesky, hooked))
+    if not with_autojac:
+        return steps
 
     jacobian_model = copy.deepcopy(base)
     try:
@@ -141,7 +173,9 @@ def build_steps(make: Callable, batch: int) -> list[tuple[str, Callable[[], None
     return steps
 
 
-def measure(steps: list[tuple[str, Callable[[], None] | None, nn.Module]], repeats: int) -> list[tuple[float, float] | None]:
+def measure(
+    steps: list[tuple[str, Callable[[], None] | None, nn.Module]], repeats: int, memory: bool
+) -> list[tuple[float, float] | None]:
     times: list[list[float]] = [[] for _ in steps]
     for repeat in range(WARMUP + repeats):
         for index, (_, step, model) in enumerate(steps):
@@ -160,7 +194,8 @@ def measure(steps: list[tuple[str, Callable[[], None] | None, nn.Module]], repea
             continue
         model.zero_grad(set_to_none=True)
         gc.collect()
-        results.append((statistics.median(times[index]) * 1e3, peak_memory_mib(step)))
+        mib = peak_memory_mib(step) if memory else float("nan")
+        results.append((statistics.median(times[index]) * 1e3, mib))
     return results
 
 
@@ -168,6 +203,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--models", nargs="+", default=["MLP", "CNN"], choices=["MLP", "CNN"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[32, 128, 512, 1024])
+    parser.add_argument("--max-autojac-batch", type=int, default=128)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory columns")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
 
@@ -175,13 +214,18 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {arguments.repeats}")
     print(header)
     print("-" * len(header))
-    for model_name, make in [("MLP", make_mlp), ("CNN", make_cnn)]:
-        for batch in [32, 128]:
-            steps = build_steps(make, batch)
+    makers = {"MLP": make_mlp, "CNN": make_cnn}
+    for model_name in arguments.models:
+        for batch in arguments.batches:
+            with_autojac = batch <= arguments.max_autojac_batch
+            steps = build_steps(makers[model_name], batch, with_autojac)
             # The autojac steps allocate hundreds of MiB; interleaved with the small steps, they
             # would slow the SGD baseline down (caches, allocator) and flatter the ratios. So the
             # SGD and autogram steps are interleaved with each other, the autojac steps apart.
-            results = measure(steps[:3], arguments.repeats) + measure(steps[3:], arguments.repeats)
+            memory = not arguments.no_memory
+            results = measure(steps[:5], arguments.repeats, memory) + measure(
+                steps[5:], arguments.repeats, memory
+            )
             base = results[0]
             assert base is not None
             for (name, _, _), result in zip(steps, results):
@@ -193,6 +237,8 @@ def main() -> None:
                     f"{model_name:<5} {batch:>5}  {name:<27} {ms:>8.3f} {ms / base[0]:>7.2f} "
                     f"{mib:>8.2f} {mib / max(base[1], 1e-9):>7.2f}"
                 )
+            if not with_autojac:
+                print(f"{model_name:<5} {batch:>5}  {'autojac rows':<27} {'skipped (--max-autojac-batch)':>33}")
             print()
 
 

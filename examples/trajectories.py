@@ -89,7 +89,7 @@ def aggregators() -> dict[str, Aggregator]:
         "CAGrad": CAGrad(c=0.5),
         "IMTL-G": IMTLG(),
         "Aligned-MTL": AlignedMTL(),
-        "Nash-MTL": NashMTL(max_norm=0.0),
+        "Nash-MTL": NashMTL(n_tasks=2, max_norm=0.0),
     }
 
 

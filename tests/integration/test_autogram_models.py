@@ -277,14 +277,16 @@ def test_transformer_with_causal_and_padding_masks(batch_dim: int | None) -> Non
     torch.testing.assert_close(engine.compute_gramian(output), expected, rtol=1e-10, atol=1e-10)
 
 
-def test_sequence_first_transformer_with_batch_dim_1() -> None:
-    # The batch is dimension 1 of every layer's input: the losses [B] are given as [1, B].
+def test_sequence_first_transformer_needs_batch_dim_none() -> None:
+    # The engine's modules are batched on their first dimension: a sequence-first layer is refused
+    # with batch_dim set (naming the module) and exact with batch_dim=None.
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0).double()
-    engine = Engine(layer, batch_dim=1)
-    losses = (layer(torch.randn(6, BATCH, 8, dtype=torch.float64)) ** 2).sum((0, 2))
+    x = torch.randn(6, BATCH, 8, dtype=torch.float64)  # [T, B, E]
+    with pytest.raises(ValueError, match="first dimension"):
+        Engine(layer, batch_dim=0).compute_gramian((layer(x) ** 2).sum((0, 2)))
 
-    gramian = engine.compute_gramian(losses.unsqueeze(0))
-
+    engine = Engine(layer, batch_dim=None)
+    losses = (layer(x) ** 2).sum((0, 2))  # [B]
     expected = dense_gramian(losses, list(layer.parameters()))
-    torch.testing.assert_close(gramian, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(engine.compute_gramian(losses), expected, rtol=1e-10, atol=1e-10)

@@ -35,7 +35,7 @@ def _compute_losses(model: nn.Module, inputs: Tensor, target_1: Tensor, target_2
 
 @mark.parametrize(
     "make_scalarizer",
-    [lambda: UW(num_tasks=2), DWA, lambda: FAMO(num_tasks=2)],
+    [lambda: UW(2), DWA, lambda: FAMO(2)],
     ids=["UW", "DWA", "FAMO"],
 )
 def test_training_with_a_scalarizer_decreases_both_losses(make_scalarizer):
@@ -60,7 +60,7 @@ def test_training_with_a_scalarizer_decreases_both_losses(make_scalarizer):
                 with torch.no_grad():
                     scalarizer.update(_compute_losses(model, inputs[batch], *batch_targets))
         if isinstance(scalarizer, DWA):
-            scalarizer.end_epoch()
+            scalarizer.step()
 
     with torch.no_grad():
         final = _compute_losses(model, inputs, target_1, target_2)

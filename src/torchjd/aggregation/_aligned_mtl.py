@@ -9,9 +9,9 @@ its ``r`` non-zero eigenvalues ``λ_1 ≥ ... ≥ λ_r > 0``, the balance matrix
 
 aligns the rows: ``B J`` has ``r`` equal non-zero singular values ``σ`` (its Gramian is ``σ²``
 times the projector ``V_r V_r^T``), so the condition number of the aligned system is one. The
-aggregation is ``(B J)^T w = J^T (B w)``, with ``w`` the preference vector (ones by default, as in
-the authors' code), so the weights are ``B w``. The scale ``σ`` is ``sqrt(λ_r)`` (``"min"``, the
-paper's default), ``sqrt(median(λ))`` (``"median"``) or ``sqrt(mean(λ))`` (``"rmse"``).
+aggregation is ``(B J)^T w = J^T (B w)``, with ``w`` the preference vector (``1/m`` each by
+default, as in torchjd 0.18; the authors' code uses ones, ``m`` times larger), so the weights are
+``B w``. The scale ``σ`` is ``sqrt(λ_r)`` (``"min"``, the paper's default), ``sqrt(median(λ))`` (``"median"``) or ``sqrt(mean(λ))`` (``"rmse"``).
 """
 
 from typing import Literal
@@ -20,25 +20,17 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import Delegated, Hyperparameter, optional_vector
 from ._preferences import preference_weights
 from ._weighting_bases import GramianWeighting
 
 _SCALE_MODES = ("min", "median", "rmse")
 
 
-def _check_pref_vector(pref_vector: Tensor | None) -> None:
-    if pref_vector is None:
-        return
-    if not isinstance(pref_vector, Tensor):
-        raise TypeError(
-            "Parameter `pref_vector` should be a Tensor or None. Found "
-            f"`{type(pref_vector).__name__}`."
-        )
-    if pref_vector.dim() != 1:
-        raise ValueError(
-            f"Parameter `pref_vector` should be a vector (1 dimension). Found shape "
-            f"{tuple(pref_vector.shape)}."
-        )
+def _check_scale_mode(name: str, scale_mode: object) -> str:
+    if scale_mode not in _SCALE_MODES:
+        raise ValueError(f"Parameter `{name}` should be one of {_SCALE_MODES}. Found `{scale_mode!r}`.")
+    return scale_mode  # type: ignore[return-value]
 
 
 class AlignedMTLWeighting(GramianWeighting):
@@ -49,7 +41,8 @@ class AlignedMTLWeighting(GramianWeighting):
     the eigen-decomposition is not differentiated through. The median of an even number of
     eigenvalues is the lower of the two middle ones.
 
-    :param pref_vector: Preference vector ``w`` ``[m]`` over the objectives; ``None`` means ones.
+    :param pref_vector: Preference vector ``w`` ``[m]`` over the objectives; ``None`` means ``1/m``
+        each.
         Its length must match the number of rows.
     :param scale_mode: How to choose the common singular value ``σ``: ``"min"``, ``"median"`` or
         ``"rmse"``.
@@ -57,10 +50,11 @@ class AlignedMTLWeighting(GramianWeighting):
     >>> import torch
     >>> from torchjd.aggregation import AlignedMTLWeighting
     >>> AlignedMTLWeighting()(torch.tensor([[4., 0.], [0., 1.]]))
-    tensor([0.5000, 1.0000])
+    tensor([0.2500, 0.5000])
     """
 
-    pref_vector: Tensor | None
+    pref_vector = Hyperparameter(optional_vector)
+    scale_mode = Hyperparameter(_check_scale_mode)
 
     def __init__(
         self,
@@ -68,12 +62,7 @@ class AlignedMTLWeighting(GramianWeighting):
         scale_mode: Literal["min", "median", "rmse"] = "min",
     ):
         super().__init__()
-        _check_pref_vector(pref_vector)
-        if scale_mode not in _SCALE_MODES:
-            raise ValueError(
-                f"Parameter `scale_mode` should be one of {_SCALE_MODES}. Found `{scale_mode!r}`."
-            )
-        self.register_buffer("pref_vector", pref_vector)
+        self.pref_vector = pref_vector
         self.scale_mode = scale_mode
 
     def extra_repr(self) -> str:
@@ -84,7 +73,7 @@ class AlignedMTLWeighting(GramianWeighting):
     def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]
-        preferences = preference_weights(self.pref_vector, gramian, 1.0)
+        preferences = preference_weights(self.pref_vector, gramian, 1.0 / m)
 
         eigenvalues, eigenvectors = torch.linalg.eigh(gramian)
         tolerance = eigenvalues.max().clamp(min=0.0) * m * torch.finfo(gramian.dtype).eps
@@ -114,7 +103,8 @@ class AlignedMTL(GramianWeightedAggregator):
 
     See :class:`AlignedMTLWeighting` for the weights.
 
-    :param pref_vector: Preference vector ``w`` ``[m]`` over the objectives; ``None`` means ones.
+    :param pref_vector: Preference vector ``w`` ``[m]`` over the objectives; ``None`` means ``1/m``
+        each.
     :param scale_mode: ``"min"``, ``"median"`` or ``"rmse"``: which eigenvalue of the Gramian sets
         the common singular value of the aligned rows.
 
@@ -124,8 +114,11 @@ class AlignedMTL(GramianWeightedAggregator):
     >>> A
     AlignedMTL(pref_vector=None, scale_mode='min')
     >>> A(torch.tensor([[2., 0.], [0., 1.]]))
-    tensor([1., 1.])
+    tensor([0.5000, 0.5000])
     """
+
+    pref_vector = Delegated()
+    scale_mode = Delegated()
 
     def __init__(
         self,

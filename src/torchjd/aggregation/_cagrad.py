@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import check_non_negative_float
+from ._checks import Delegated, Hyperparameter, real_in
 from ._weighting_bases import GramianWeighting
 
 _MAX_ITERS = 1000
@@ -59,10 +59,11 @@ class CAGradWeighting(GramianWeighting):
     tensor([0.7500, 0.7500])
     """
 
-    def __init__(self, c: float = 0.5, norm_eps: float = 0.0001):
+    c = Hyperparameter(real_in(0.0))
+    norm_eps = Hyperparameter(real_in(0.0))
+
+    def __init__(self, c: float, norm_eps: float = 0.0001):
         super().__init__()
-        check_non_negative_float(c, "c")
-        check_non_negative_float(norm_eps, "norm_eps")
         self.c = c
         self.norm_eps = norm_eps
 
@@ -134,7 +135,10 @@ class CAGrad(GramianWeightedAggregator):
     tensor([0.7500, 0.7500])
     """
 
-    def __init__(self, c: float = 0.5, norm_eps: float = 0.0001):
+    c = Delegated()
+    norm_eps = Delegated()
+
+    def __init__(self, c: float, norm_eps: float = 0.0001):
         super().__init__(CAGradWeighting(c=c, norm_eps=norm_eps))
 
     def extra_repr(self) -> str:

@@ -8,10 +8,11 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import WeightedAggregator
+from ._checks import Delegated, Hyperparameter
 from ._weighting_bases import ShapeOnlyWeighting
 
 
-def _check_weights(weights: Tensor) -> None:
+def _check_weights(name: str, weights: Tensor) -> Tensor:
     if not isinstance(weights, Tensor):
         raise TypeError(
             f"Parameter `weights` should be a Tensor. Found `{type(weights).__name__}`."
@@ -24,11 +25,13 @@ def _check_weights(weights: Tensor) -> None:
         raise ValueError(
             f"Parameter `weights` should hold finite floating-point values. Found {weights}."
         )
+    return weights.detach().clone()
 
 
 class ConstantWeighting(ShapeOnlyWeighting):
     """
-    Gives the rows the fixed weights ``c`` (a copy of ``weights``, kept in a buffer).
+    Gives the rows the fixed weights ``c`` (a copy of ``weights``; assigning ``weights`` replaces
+    them).
 
     It takes the matrix ``[m, n]`` or its Gramian ``[m, m]``; only ``m`` is used, and it must equal
     the number of weights. The weights are returned in the dtype and on the device of the input.
@@ -41,12 +44,11 @@ class ConstantWeighting(ShapeOnlyWeighting):
     tensor([1., 2.])
     """
 
-    weights: Tensor
+    weights = Hyperparameter(_check_weights)
 
     def __init__(self, weights: Tensor):
         super().__init__()
-        _check_weights(weights)
-        self.register_buffer("weights", weights.detach().clone())
+        self.weights = weights
 
     def extra_repr(self) -> str:
         return f"weights={self.weights!r}"
@@ -74,6 +76,8 @@ class Constant(WeightedAggregator):
     >>> A(torch.tensor([[-4., 1., 1.], [6., 1., 1.]]))
     tensor([8., 3., 3.])
     """
+
+    weights = Delegated("weighting")
 
     def __init__(self, weights: Tensor):
         super().__init__(ConstantWeighting(weights))

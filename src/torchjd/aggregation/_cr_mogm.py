@@ -5,11 +5,12 @@ stochastic weights and the stochastic gradients causes.
 
 .. math::
 
-    w_t = (1 - α)\\, w_{t-1} + α\\, \\operatorname{inner}(G_t)
+    w_t = α\\, w_{t-1} + (1 - α)\\, \\operatorname{inner}(G_t)
 
-where ``inner`` is the wrapped weighting (in the paper: MGDA, PCGrad, CAGrad, ...). The first call
-has no previous weights and returns ``inner(G_1)`` itself. The previous weights are kept in the
-buffer ``weights`` ``[m]``.
+where ``inner`` is the wrapped weighting (in the paper: MGDA, PCGrad, CAGrad, ...) and ``α`` the
+weight on the *previous* weights, as in torchjd 0.18 (``α = 0``: no smoothing, ``α = 1``: frozen
+weights). ``w_0`` is ``initial_weights`` when given; otherwise the first call returns
+``inner(G_1)`` itself. The previous weights are kept in the buffer ``weights`` ``[m]``.
 
 Paper: `On the Convergence of Stochastic Multi-Objective Gradient Manipulation and Beyond
 <https://openreview.net/forum?id=ScwfQ7hdwyP>`_ (Zhou et al., NeurIPS 2022).
@@ -21,7 +22,8 @@ from torch import Tensor
 from torchjd._stateful import Stateful
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._stateful_utils import LazyStateMixin, check_real, check_state_size
+from ._checks import Delegated, Hyperparameter, optional_vector, real_in
+from ._stateful_utils import LazyStateMixin, check_state_size
 from ._weighting_bases import Weighting
 
 
@@ -35,7 +37,11 @@ class CRMOGMWeighting(LazyStateMixin, Weighting, Stateful):
 
     :param weighting: The weighting whose weights are averaged. There is no default: the paper
         wraps several methods (MGDA in its experiments), and the choice is the user's.
-    :param alpha: The averaging rate ``α ∈ (0, 1]``; ``1`` gives back ``weighting``.
+    :param alpha: The weight ``α ∈ [0, 1]`` of the previous weights in the average; ``0`` gives
+        back ``weighting``. The paper's Corollary 1 lets it grow towards 1 as the learning rate decays:
+        assign ``alpha`` between calls to follow such a schedule.
+    :param initial_weights: The weights ``w_0`` ``[m]`` before the first call, or ``None`` to
+        start from the first weights of ``weighting``.
 
     >>> import torch
     >>> from torch import nn
@@ -51,15 +57,20 @@ class CRMOGMWeighting(LazyStateMixin, Weighting, Stateful):
     """
 
     weights: Tensor
+    alpha = Hyperparameter(real_in(0.0, 1.0))
+    initial_weights = Hyperparameter(optional_vector)
 
-    def __init__(self, weighting: Weighting, alpha: float = 0.1):
+    def __init__(
+        self, weighting: Weighting, alpha: float = 0.9, initial_weights: Tensor | None = None
+    ):
         super().__init__()
         if not isinstance(weighting, Weighting):
             raise TypeError(
                 f"Parameter `weighting` should be a Weighting. Found `{type(weighting).__name__}`."
             )
         self.weighting = weighting
-        self.alpha = check_real("alpha", alpha, 0.0, 1.0, low_inclusive=False)
+        self.alpha = alpha
+        self.initial_weights = initial_weights
         self.register_buffer("weights", torch.zeros(0))
 
     def reset(self) -> None:
@@ -74,25 +85,35 @@ class CRMOGMWeighting(LazyStateMixin, Weighting, Stateful):
         check_state_size(self.weights, m, "CRMOGM")
         with torch.no_grad():
             new_weights = self.weighting(stat).detach()
-            if self.weights.numel() == 0:
-                averaged = new_weights.clone()
+            if self.weights.numel() != 0:
+                previous = self.weights
+            elif self.initial_weights is not None:
+                previous = self.initial_weights
+                if previous.shape != (m,):
+                    raise ValueError(
+                        f"Parameter `initial_weights` should have one value per row ({m}). Found "
+                        f"shape {tuple(previous.shape)}."
+                    )
             else:
-                previous = self.weights.to(dtype=new_weights.dtype, device=new_weights.device)
-                averaged = (1.0 - self.alpha) * previous + self.alpha * new_weights
+                previous = new_weights
+            previous = previous.to(dtype=new_weights.dtype, device=new_weights.device)
+            averaged = self.alpha * previous + (1.0 - self.alpha) * new_weights
             self.weights = averaged
         return averaged.clone()
 
     def extra_repr(self) -> str:
-        return f"weighting={self.weighting!r}, alpha={self.alpha!r}"
+        initial = None if self.initial_weights is None else self.initial_weights.tolist()
+        return f"weighting={self.weighting!r}, alpha={self.alpha!r}, initial_weights={initial}"
 
 
 class CRMOGM(GramianWeightedAggregator, Stateful):
     """
     Aggregator ``Jᵀ w_t`` whose weights are a moving average of those of a Gramian-based
-    ``weighting`` (CR-MOGM): ``w_t = (1 - α) w_{t-1} + α weighting(J Jᵀ)``.
+    ``weighting`` (CR-MOGM): ``w_t = α w_{t-1} + (1 - α) weighting(J Jᵀ)``.
 
     :param weighting: The Gramian-based weighting whose weights are averaged (required).
-    :param alpha: The averaging rate ``α ∈ (0, 1]``.
+    :param alpha: The weight ``α ∈ [0, 1]`` of the previous weights in the average.
+    :param initial_weights: The weights ``w_0`` ``[m]`` before the first call, or ``None``.
 
     >>> import torch
     >>> from torchjd.aggregation import CRMOGM, Weighting
@@ -106,12 +127,13 @@ class CRMOGM(GramianWeightedAggregator, Stateful):
 
     weighting: CRMOGMWeighting
 
-    def __init__(self, weighting: Weighting, alpha: float = 0.1):
-        super().__init__(CRMOGMWeighting(weighting, alpha=alpha))
+    alpha = Delegated()
+    initial_weights = Delegated()
 
-    @property
-    def alpha(self) -> float:
-        return self.gramian_weighting.alpha
+    def __init__(
+        self, weighting: Weighting, alpha: float = 0.9, initial_weights: Tensor | None = None
+    ):
+        super().__init__(CRMOGMWeighting(weighting, alpha=alpha, initial_weights=initial_weights))
 
     def reset(self) -> None:
         """Forgets the averaged weights (and resets the wrapped weighting if it can)."""

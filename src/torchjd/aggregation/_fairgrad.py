@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._stateful_utils import check_positive_int, check_real
+from ._checks import Delegated, Hyperparameter, int_at_least, real_in
 from ._weighting_bases import GramianWeighting
 
 
@@ -91,15 +91,24 @@ def _solve_fair_system(gramian: Tensor, alpha: float, max_iter: int) -> Tensor:
     return weights * scale ** (-alpha / (alpha + 1.0))
 
 
+_DEFAULT_MAX_ITERS = 100
+
+
+def _check_max_iters(name: str, value: object) -> int | None:
+    return None if value is None else int_at_least(1)(name, value)
+
+
 class FairGradWeighting(GramianWeighting):
     """
     Gramian weighting of :class:`FairGrad`: returns the positive solution ``w`` of
     ``(G w)_i = w_i^{-1/α}``.
 
-    :param alpha: The fairness parameter ``α > 0``: ``1`` is proportional fairness, larger values
-        favour the objectives that progress least (the paper's experiments tune it per benchmark;
-        ``1`` is this library's default).
-    :param max_iter: The maximum number of Newton iterations.
+    :param alpha: The fairness parameter ``α ≥ 0``: ``1`` is proportional fairness, larger values
+        favour the objectives that progress least (the paper's experiments tune it per benchmark).
+        ``0`` is the linear scalarization: uniform weights ``1/m``.
+    :param max_iters: The maximum number of Newton iterations; ``None`` means 100. The solver
+        usually stops after far fewer, at the solution (unlike torchjd 0.18, whose ``max_iters``
+        bounds SciPy's least-squares evaluations, and which can stop before it).
 
     >>> import torch
     >>> from torchjd.aggregation import FairGradWeighting
@@ -108,17 +117,24 @@ class FairGradWeighting(GramianWeighting):
     tensor([0.5000, 1.0000])
     """
 
-    def __init__(self, alpha: float = 1.0, max_iter: int = 100):
+    alpha = Hyperparameter(real_in(0.0))
+    max_iters = Hyperparameter(_check_max_iters)
+
+    def __init__(self, alpha: float, max_iters: int | None = None):
         super().__init__()
-        self.alpha = check_real("alpha", alpha, 0.0, None, low_inclusive=False)
-        self.max_iter = check_positive_int("max_iter", max_iter)
+        self.alpha = alpha
+        self.max_iters = max_iters
 
     @torch.no_grad()
-    def forward(self, stat: Tensor, /) -> Tensor:
-        return _solve_fair_system(stat, self.alpha, self.max_iter)
+    def forward(self, gramian: Tensor, /) -> Tensor:
+        m = gramian.shape[0]
+        if self.alpha == 0.0:
+            return torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
+        max_iters = _DEFAULT_MAX_ITERS if self.max_iters is None else self.max_iters
+        return _solve_fair_system(gramian, self.alpha, max_iters)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha!r}, max_iter={self.max_iter!r}"
+        return f"alpha={self.alpha!r}, max_iters={self.max_iters!r}"
 
 
 class FairGrad(GramianWeightedAggregator):
@@ -126,8 +142,8 @@ class FairGrad(GramianWeightedAggregator):
     Aggregator that combines the gradients with α-fair weights (FairGrad): ``Jᵀ w`` where ``w > 0``
     solves ``(J Jᵀ w)_i = w_i^{-1/α}``.
 
-    :param alpha: The fairness parameter ``α > 0``.
-    :param max_iter: The maximum number of Newton iterations.
+    :param alpha: The fairness parameter ``α ≥ 0`` (``0``: the mean).
+    :param max_iters: The maximum number of Newton iterations; ``None`` means 100.
 
     >>> import torch
     >>> from torchjd.aggregation import FairGrad
@@ -136,14 +152,11 @@ class FairGrad(GramianWeightedAggregator):
     tensor([1.0000, 1.0000])
     """
 
-    weighting: FairGradWeighting
+    alpha = Delegated()
+    max_iters = Delegated()
 
-    def __init__(self, alpha: float = 1.0, max_iter: int = 100):
-        super().__init__(FairGradWeighting(alpha=alpha, max_iter=max_iter))
-
-    @property
-    def alpha(self) -> float:
-        return self.gramian_weighting.alpha
+    def __init__(self, alpha: float, max_iters: int | None = None):
+        super().__init__(FairGradWeighting(alpha=alpha, max_iters=max_iters))
 
     def extra_repr(self) -> str:
         return self.gramian_weighting.extra_repr()

@@ -24,6 +24,24 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import Aggregator
+from ._checks import Hyperparameter, optional_vector
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _check_f(name: str, f: object) -> Callable[[Tensor], Tensor]:
+    if not callable(f):
+        raise TypeError(f"Parameter `{name}` should be callable. Found `{type(f).__name__}`.")
+    return f  # type: ignore[return-value]
+
+
+def _check_leak(name: str, leak: object) -> Tensor | None:
+    leak = optional_vector(name, leak)
+    if leak is not None and not bool(((leak >= 0) & (leak <= 1)).all()):
+        raise ValueError(f"Parameter `{name}` should have values in [0, 1]. Found {leak}.")
+    return leak
 
 
 class GradDrop(Aggregator):
@@ -34,7 +52,7 @@ class GradDrop(Aggregator):
     gradients; the masked sum is differentiable with respect to the matrix.
 
     :param f: The activation applied to the sign purity before comparing it to the uniform draws,
-        elementwise on a tensor; ``None`` means the identity.
+        elementwise on a tensor (the identity by default).
     :param leak: Optional tensor ``[m]`` of leak parameters in ``[0, 1]``: the fraction of row
         ``i`` that always passes, whatever its sign. ``None`` means no leak (all zeros), the
         paper's default. Its length must match the number of rows of the aggregated matrix.
@@ -43,38 +61,23 @@ class GradDrop(Aggregator):
     >>> from torchjd.aggregation import GradDrop
     >>> A = GradDrop()
     >>> A
-    GradDrop(f=None, leak=None)
+    GradDrop(f=_identity, leak=None)
     >>> # The first coordinate is pure (P = 1), the second is zero: no randomness involved.
     >>> A(torch.tensor([[1., 0.], [2., 0.]]))
     tensor([3., 0.])
     """
 
-    leak: Tensor | None
+    f = Hyperparameter(_check_f)
+    leak = Hyperparameter(_check_leak)
 
-    def __init__(self, f: Callable[[Tensor], Tensor] | None = None, leak: Tensor | None = None):
+    def __init__(self, f: Callable[[Tensor], Tensor] = _identity, leak: Tensor | None = None):
         super().__init__()
-        if f is not None and not callable(f):
-            raise TypeError(
-                f"Parameter `f` should be callable or None. Found `{type(f).__name__}`."
-            )
         self.f = f
-        if leak is not None:
-            if not isinstance(leak, Tensor):
-                raise TypeError(
-                    f"Parameter `leak` should be a Tensor or None. Found `{type(leak).__name__}`."
-                )
-            if leak.dim() != 1:
-                raise ValueError(
-                    f"Parameter `leak` should be a vector (1 dimension). Found shape "
-                    f"{tuple(leak.shape)}."
-                )
-            if not torch.all((leak >= 0) & (leak <= 1)):
-                raise ValueError(f"Parameter `leak` should have values in [0, 1]. Found {leak}.")
-        self.register_buffer("leak", leak)
+        self.leak = leak
 
     def extra_repr(self) -> str:
         leak = None if self.leak is None else self.leak.tolist()
-        f = None if self.f is None else getattr(self.f, "__name__", repr(self.f))
+        f = getattr(self.f, "__name__", repr(self.f))
         return f"f={f}, leak={leak}"
 
     def forward(self, matrix: Tensor, /) -> Tensor:
@@ -91,8 +94,7 @@ class GradDrop(Aggregator):
                 column_abs_sums > 0, column_abs_sums, torch.ones_like(column_abs_sums)
             )
             purity = 0.5 * (1.0 + column_sums / safe_abs_sums)  # [n], 1/2 on zero columns
-            if self.f is not None:
-                purity = self.f(purity)
+            purity = self.f(purity)
             uniform = torch.rand(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
             masks = ((purity > uniform) & (matrix > 0)) | ((purity < uniform) & (matrix < 0))
             masks = masks.to(matrix.dtype)  # [m, n]

@@ -31,7 +31,8 @@ from torch import Tensor
 from torchjd._stateful import Stateful
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._stateful_utils import LazyStateMixin, check_real, check_state_size
+from ._checks import Delegated, Hyperparameter, real_in
+from ._stateful_utils import LazyStateMixin, check_state_size
 from ._weighting_bases import GramianWeighting
 
 
@@ -42,8 +43,12 @@ class GradVacWeighting(LazyStateMixin, GramianWeighting, Stateful):
 
     The order in which each objective visits the others is drawn from torch's global generator.
 
-    :param beta: The rate ``β`` of the exponential moving average of the pairwise cosine
-        similarities that gives the targets. The paper uses ``1e-2``.
+    :param beta: The rate ``β ∈ [0, 1]`` of the exponential moving average of the pairwise cosine
+        similarities that gives the targets (``0.5`` by default, as in torchjd 0.18).
+    :param eps: A non-negative stabilizer of the two denominators, relative to the norms that
+        they divide by (``cos = g'_i · g_j / ((1 + ε) ‖g'_i‖ ‖g_j‖)``, and ``sqrt(1 - φ̂²) + ε``
+        in the correction), so that the weights do not depend on the scale of the rows. torchjd
+        0.18 adds it to the products of norms themselves, in absolute units.
 
     >>> import torch
     >>> from torchjd.aggregation import GradVacWeighting
@@ -53,10 +58,13 @@ class GradVacWeighting(LazyStateMixin, GramianWeighting, Stateful):
     """
 
     targets: Tensor
+    beta = Hyperparameter(real_in(0.0, 1.0))
+    eps = Hyperparameter(real_in(0.0))
 
-    def __init__(self, beta: float = 1e-2):
+    def __init__(self, beta: float = 0.5, eps: float = 1e-8):
         super().__init__()
-        self.beta = check_real("beta", beta, 0.0, 1.0)
+        self.beta = beta
+        self.eps = eps
         self.register_buffer("targets", torch.zeros(0))
 
     def reset(self) -> None:
@@ -83,7 +91,6 @@ class GradVacWeighting(LazyStateMixin, GramianWeighting, Stateful):
             orders = scores.argsort(dim=1)[:, : m - 1]
             squared_norms = gramian.diagonal().clamp(min=0.0)
             tiny = torch.finfo(gramian.dtype).tiny
-            eps = torch.finfo(gramian.dtype).eps
             for step in range(m - 1):
                 others = orders[:, step]
                 inner_products = coefficients @ gramian  # [m, m]: g'_i · g_k
@@ -92,17 +99,21 @@ class GradVacWeighting(LazyStateMixin, GramianWeighting, Stateful):
                 other_squared_norms = squared_norms[others]
                 denominator = (own_squared_norms * other_squared_norms).sqrt()
                 cosines = torch.where(
-                    denominator > tiny, dots / denominator.clamp(min=tiny), torch.zeros_like(dots)
+                    denominator > tiny,
+                    dots / (denominator.clamp(min=tiny) * (1.0 + self.eps)),
+                    torch.zeros_like(dots),
                 ).clamp(-1.0, 1.0)
                 pair_targets = targets[rows, others]
-                sin_targets = (1.0 - pair_targets**2).clamp(min=eps).sqrt()
+                sin_targets = (1.0 - pair_targets**2).clamp(min=0.0).sqrt()
                 sin_cosines = (1.0 - cosines**2).clamp(min=0.0).sqrt()
+                stabilized = sin_targets + self.eps
                 corrections = (
                     own_squared_norms.sqrt()
                     * (pair_targets * sin_cosines - cosines * sin_targets)
-                    / (other_squared_norms.clamp(min=tiny).sqrt() * sin_targets)
+                    / (other_squared_norms.clamp(min=tiny).sqrt() * stabilized.clamp(min=tiny))
                 )
-                needs_correction = (cosines < pair_targets) & (denominator > tiny)
+                # A target of 1 with eps = 0 would need an infinite correction: none is made.
+                needs_correction = (cosines < pair_targets) & (denominator > tiny) & (stabilized > 0)
                 corrections = torch.where(needs_correction, corrections, torch.zeros_like(dots))
                 coefficients[rows, others] += corrections
                 targets[rows, others] = (1.0 - self.beta) * pair_targets + self.beta * cosines
@@ -111,7 +122,7 @@ class GradVacWeighting(LazyStateMixin, GramianWeighting, Stateful):
         return coefficients.sum(dim=0)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta!r}"
+        return f"beta={self.beta!r}, eps={self.eps!r}"
 
 
 class GradVac(GramianWeightedAggregator, Stateful):
@@ -119,8 +130,8 @@ class GradVac(GramianWeightedAggregator, Stateful):
     Aggregator that corrects each gradient towards adaptive cosine-similarity targets with the
     others and sums the results (GradVac). The targets live in the buffer ``weighting.targets``.
 
-    :param beta: The rate ``β`` of the exponential moving average of the pairwise cosine
-        similarities that gives the targets. The paper uses ``1e-2``.
+    :param beta: The rate ``β ∈ [0, 1]`` of the exponential moving average of the targets.
+    :param eps: The relative stabilizer of the denominators (see :class:`GradVacWeighting`).
 
     >>> import torch
     >>> from torchjd.aggregation import GradVac
@@ -129,18 +140,15 @@ class GradVac(GramianWeightedAggregator, Stateful):
     tensor([0.8000, 2.4000])
     """
 
-    weighting: GradVacWeighting
+    beta = Delegated()
+    eps = Delegated()
 
-    def __init__(self, beta: float = 1e-2):
-        super().__init__(GradVacWeighting(beta=beta))
-
-    @property
-    def beta(self) -> float:
-        return self.gramian_weighting.beta
+    def __init__(self, beta: float = 0.5, eps: float = 1e-8):
+        super().__init__(GradVacWeighting(beta=beta, eps=eps))
 
     def reset(self) -> None:
         """Forgets the cosine targets: the next call behaves as the first one."""
         self.gramian_weighting.reset()
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta!r}"
+        return f"beta={self.beta!r}, eps={self.eps!r}"

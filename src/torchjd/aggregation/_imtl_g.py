@@ -33,6 +33,9 @@ class IMTLGWeighting(GramianWeighting):
     tensor([0.3333, 0.6667])
     """
 
+    def __init__(self):
+        super().__init__()
+
     def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         norms = torch.sqrt(torch.diagonal(gramian).clamp(min=0.0))

@@ -9,15 +9,17 @@ From `Machine Learning with Adversaries: Byzantine Tolerant Gradient Descent
 
 and Krum returns the row of smallest score. Multi-Krum (same paper) averages the ``n_selected``
 rows of smallest scores. The distances come from the Gramian:
-``||g_i - g_j||² = G_ii + G_jj - 2 G_ij``. The paper's guarantee needs ``m > 2 f + 2``, which is
-required.
+``||g_i - g_j||² = G_ii + G_jj - 2 G_ij``. As in torchjd 0.18, ``m ≥ f + 3`` rows are required
+(each row then has at least one neighbour); the paper's guarantee needs ``m > 2 f + 2``. Unlike
+0.18, which sums the plain distances ``||g_i - g_j||``, the scores sum their squares, as the paper
+defines them.
 """
 
 import torch
 from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import check_int
+from ._checks import Delegated, Hyperparameter, int_at_least
 from ._weighting_bases import GramianWeighting
 
 
@@ -38,10 +40,11 @@ class KrumWeighting(GramianWeighting):
     tensor([1., 0., 0., 0., 0.])
     """
 
+    n_byzantine = Hyperparameter(int_at_least(0))
+    n_selected = Hyperparameter(int_at_least(1))
+
     def __init__(self, n_byzantine: int, n_selected: int = 1):
         super().__init__()
-        check_int(n_byzantine, "n_byzantine", 0)
-        check_int(n_selected, "n_selected", 1)
         self.n_byzantine = n_byzantine
         self.n_selected = n_selected
 
@@ -49,13 +52,12 @@ class KrumWeighting(GramianWeighting):
         return f"n_byzantine={self.n_byzantine}, n_selected={self.n_selected}"
 
     @torch.no_grad()
-    def forward(self, stat: Tensor, /) -> Tensor:
-        gramian = stat
+    def forward(self, gramian: Tensor, /) -> Tensor:
         m = gramian.shape[0]
-        if m <= 2 * self.n_byzantine + 2:
+        if m < self.n_byzantine + 3:
             raise ValueError(
-                f"Krum needs more than 2 * n_byzantine + 2 = {2 * self.n_byzantine + 2} rows. "
-                f"Found {m} rows."
+                f"Krum needs at least n_byzantine + 3 = {self.n_byzantine + 3} rows. Found {m} "
+                f"rows."
             )
         if self.n_selected > m:
             raise ValueError(
@@ -79,7 +81,8 @@ class Krum(GramianWeightedAggregator):
     ``m - n_byzantine - 2`` nearest neighbours are closest, tolerating ``n_byzantine`` arbitrary
     rows.
 
-    Needs ``m > 2 n_byzantine + 2`` rows and ``n_selected ≤ m``.
+    Needs ``m ≥ n_byzantine + 3`` rows (the paper's guarantee: ``m > 2 n_byzantine + 2``) and
+    ``n_selected ≤ m``.
 
     :param n_byzantine: The number ``f`` of Byzantine rows to tolerate.
     :param n_selected: How many rows to average (``1`` is Krum, more is Multi-Krum).
@@ -92,6 +95,9 @@ class Krum(GramianWeightedAggregator):
     >>> A(torch.tensor([[1., 0.], [1.2, 0.], [0.9, 0.], [10., 10.], [1., 0.2]]))
     tensor([0.9500, 0.0000])
     """
+
+    n_byzantine = Delegated()
+    n_selected = Delegated()
 
     def __init__(self, n_byzantine: int, n_selected: int = 1):
         super().__init__(KrumWeighting(n_byzantine=n_byzantine, n_selected=n_selected))

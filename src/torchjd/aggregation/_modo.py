@@ -3,7 +3,7 @@ MoDo (multi-objective gradient with double sampling): updates the weights of the
 projected gradient step that uses the product of two independent Jacobian estimates, then combines
 the gradients with them.
 
-With ``J_1``, ``J_2``, ``J_3`` three Jacobians ``[m, n]`` computed on independent batches:
+With ``J_1``, ``J_2`` (and ``J_3``) Jacobians ``[m, n]`` computed on independent batches:
 
 .. math::
 
@@ -15,18 +15,13 @@ are independent, ``J_1 J_2ᵀ λ`` is an unbiased estimate of the gradient of ``
 what removes the bias of stochastic MGDA. ``λ`` starts at ``1/m`` and is kept in the buffer
 ``weights``.
 
-**How the matrix is consumed.** The input is the ``num_estimates`` estimates stacked along the
-rows, ``[J_1; J_2; J_3]`` of shape ``[k·m, n]`` (e.g. ``jac`` of the concatenation of the ``m``
-losses of three batches):
-
-- ``num_estimates=3`` (the paper's Algorithm 1): ``λ`` is updated with ``J_1 J_2ᵀ`` and the
-  direction is ``J_3ᵀ λ``;
-- ``num_estimates=2``: ``λ`` is updated with ``J_1 J_2ᵀ`` and the direction is
-  ``((J_1 + J_2) / 2)ᵀ λ``;
-- ``num_estimates=1``: the same batch is used for everything (``J Jᵀ``, biased, deterministic).
-
-Everything depends on the rows only through inner products, so MoDo is a weighting of the
-Gramian of the stacked matrix, ``[k·m, k·m]``.
+:class:`MoDoWeighting` takes, as in torchjd 0.18, the cross matrix ``A = J_1 J_2ᵀ`` ``[m, m]``
+(not symmetric in general) and returns ``λ_{t+1}``, to give to the losses of a third batch (or of
+the mean of the first two). :class:`MoDo` is the aggregator of the stacked estimates
+``[J_1; J_2; J_3]`` ``[k·m, n]``, ``k = num_estimates``: with 3 (the paper's Algorithm 1), ``λ`` is
+updated with ``J_1 J_2ᵀ`` and the direction is ``J_3ᵀ λ``; with 2, the direction is
+``((J_1 + J_2) / 2)ᵀ λ``; with 1, the same batch serves for everything (``J Jᵀ``, biased). It
+reads everything from the Gramian of the stack.
 
 Paper: `Three-Way Trade-Off in Multi-Objective Learning: Optimization, Generalization and
 Conflict-Avoidance <https://arxiv.org/abs/2305.20057>`_ (Chen et al., NeurIPS 2023; JMLR 2024).
@@ -38,43 +33,43 @@ from torch import Tensor
 from torchjd._stateful import Stateful
 
 from ._aggregator_bases import GramianWeightedAggregator
+from ._checks import Hyperparameter, real_in
 from ._stateful_utils import (
     LazyStateMixin,
-    check_num_estimates,
-    check_real,
+    StackedEstimatesWeighting,
+    check_square,
     check_state_size,
     project_onto_simplex,
-    split_estimates,
-    spread_weights,
     stored_or_uniform,
 )
-from ._weighting_bases import GramianWeighting
+from ._weighting_bases import MatrixWeighting
 
 
-class MoDoWeighting(LazyStateMixin, GramianWeighting, Stateful):
+class MoDoWeighting(LazyStateMixin, MatrixWeighting, Stateful):
     """
-    Gramian weighting of :class:`MoDo`: takes the Gramian ``[k·m, k·m]`` of ``k = num_estimates``
-    stacked Jacobian estimates, updates ``λ`` and returns the weights ``[k·m]`` of the rows.
+    Weighting of MoDo: takes the cross matrix ``A = J_1 J_2ᵀ`` ``[m, m]`` of two independent
+    Jacobian estimates, updates ``λ ← Π_Δ(λ - γ (A λ + ρ λ))`` and returns ``λ`` ``[m]``.
 
-    :param gamma: The step size ``γ`` of the projected gradient step on ``λ``.
+    :param gamma: The step size ``γ > 0`` of the projected gradient step on ``λ``.
     :param rho: The regularization ``ρ ≥ 0`` of the weights.
-    :param num_estimates: The number ``k`` of independent Jacobian estimates stacked in the input
-        (1, 2 or 3; 3 as in the paper's algorithm).
 
     >>> import torch
     >>> from torchjd.aggregation import MoDoWeighting
-    >>> weighting = MoDoWeighting(gamma=0.5, rho=0.0, num_estimates=1)
-    >>> weighting(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    >>> weighting = MoDoWeighting(gamma=0.5, rho=0.0)
+    >>> j1 = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    >>> j2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> weighting(j1 @ j2.T)
     tensor([0.3750, 0.6250])
     """
 
     weights: Tensor
+    gamma = Hyperparameter(real_in(0.0, low_inclusive=False))
+    rho = Hyperparameter(real_in(0.0))
 
-    def __init__(self, gamma: float = 1e-3, rho: float = 0.1, num_estimates: int = 3):
+    def __init__(self, gamma: float = 0.1, rho: float = 0.1):
         super().__init__()
-        self.gamma = check_real("gamma", gamma, 0.0, None, low_inclusive=False)
-        self.rho = check_real("rho", rho, 0.0, None)
-        self.num_estimates = check_num_estimates(num_estimates)
+        self.gamma = gamma
+        self.rho = rho
         self.register_buffer("weights", torch.zeros(0))
 
     def reset(self) -> None:
@@ -82,28 +77,30 @@ class MoDoWeighting(LazyStateMixin, GramianWeighting, Stateful):
         self._empty_buffers("weights")
 
     @torch.no_grad()
-    def forward(self, stat: Tensor, /) -> Tensor:
-        m, cross_gramian = split_estimates(stat, self.num_estimates, "MoDo")
+    def forward(self, matrix: Tensor, /) -> Tensor:
+        check_square(matrix, "MoDoWeighting")
+        m = matrix.shape[0]
         check_state_size(self.weights, m, "MoDo")
-        weights = stored_or_uniform(self.weights, m, stat)
-        step = cross_gramian @ weights + self.rho * weights
+        weights = stored_or_uniform(self.weights, m, matrix)
+        step = matrix @ weights + self.rho * weights
         weights = project_onto_simplex(weights - self.gamma * step)
         self.weights = weights
-        return spread_weights(weights, self.num_estimates)
+        return weights.clone()
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma!r}, rho={self.rho!r}, num_estimates={self.num_estimates!r}"
+        return f"gamma={self.gamma!r}, rho={self.rho!r}"
 
 
 class MoDo(GramianWeightedAggregator, Stateful):
     """
-    Aggregator of the MoDo algorithm: ``λ`` follows a projected gradient step built from two
-    independent Jacobian estimates, and the direction combines a third one with ``λ``. The input
-    is ``num_estimates`` Jacobian estimates stacked along the rows (see the module docstring).
+    Aggregator of the MoDo algorithm for ``num_estimates`` Jacobian estimates stacked along the
+    rows (see the module docstring): ``λ`` follows :class:`MoDoWeighting` on ``J_1 J_2ᵀ`` and the
+    direction combines the last estimate (or the mean of two) with ``λ``.
 
-    :param gamma: The step size ``γ`` of the projected gradient step on ``λ``.
+    :param gamma: The step size ``γ > 0`` of the projected gradient step on ``λ``.
     :param rho: The regularization ``ρ ≥ 0`` of the weights.
-    :param num_estimates: The number of independent Jacobian estimates stacked in the input.
+    :param num_estimates: The number of independent Jacobian estimates stacked in the input (1, 2
+        or 3).
 
     >>> import torch
     >>> from torchjd.aggregation import MoDo
@@ -115,10 +112,32 @@ class MoDo(GramianWeightedAggregator, Stateful):
     tensor([0.7500, 1.2500])
     """
 
-    weighting: MoDoWeighting
+    def __init__(self, gamma: float = 0.1, rho: float = 0.1, num_estimates: int = 3):
+        super().__init__(StackedEstimatesWeighting(MoDoWeighting(gamma, rho), num_estimates))
 
-    def __init__(self, gamma: float = 1e-3, rho: float = 0.1, num_estimates: int = 3):
-        super().__init__(MoDoWeighting(gamma=gamma, rho=rho, num_estimates=num_estimates))
+    @property
+    def gamma(self) -> float:
+        return self.gramian_weighting.weighting.gamma
+
+    @gamma.setter
+    def gamma(self, value: float) -> None:
+        self.gramian_weighting.weighting.gamma = value
+
+    @property
+    def rho(self) -> float:
+        return self.gramian_weighting.weighting.rho
+
+    @rho.setter
+    def rho(self, value: float) -> None:
+        self.gramian_weighting.weighting.rho = value
+
+    @property
+    def num_estimates(self) -> int:
+        return self.gramian_weighting.num_estimates
+
+    @num_estimates.setter
+    def num_estimates(self, value: int) -> None:
+        self.gramian_weighting.num_estimates = value
 
     def reset(self) -> None:
         """Sets ``λ`` back to uniform weights."""

@@ -17,11 +17,13 @@ gets the weight ``0``. When some non-negative combination of the rows is zero, t
 minimizer; a ridge of ``eps(dtype) I`` added to ``C`` keeps one (those weights are then large,
 without changing the direction ``J^T α``) and otherwise moves the solution by about ``eps``.
 
-As in the authors' code, the weights are recomputed only every ``update_weights_every`` calls (the
-last ones are reused in between), and the update is rescaled so that its norm is at most
-``max_norm`` (their gradient clipping), unless ``max_norm = 0``. Unlike their code, ``α`` solves
-the equations for ``G`` itself, not for ``G`` divided by its Frobenius norm, so the unclipped
-aggregation does not depend on the scale of ``J``.
+As in the authors' code and torchjd 0.18, ``α`` solves the equations for ``G / ||G||_F`` (so the
+unclipped aggregation is scale-covariant: ``A(s J) = s A(J)`` for ``s > 0``), the weights are
+recomputed only every ``update_weights_every`` calls (the last ones are reused in between), and
+the update is rescaled so that its norm is at most ``max_norm`` (their gradient clipping), unless
+``max_norm = 0``. Unlike 0.18, whose convex-programming solver (cvxpy/ECOS) can fail and then keeps
+the previous weights, the Newton iterations always return the solution (to rounding after a few
+iterations; ``optim_niter`` of them are run).
 """
 
 import torch
@@ -29,9 +31,9 @@ from torch import Tensor
 
 from torchjd._stateful import Stateful
 
-from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import check_int
-from ._weighting_bases import GramianWeighting
+from ._aggregator_bases import WeightedAggregator
+from ._checks import Delegated, Hyperparameter, int_at_least, real_in
+from ._weighting_bases import MatrixWeighting
 
 
 def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
@@ -66,22 +68,21 @@ def _solve_nash_equations(gramian: Tensor, n_iterations: int) -> Tensor:
     return torch.where(is_nonzero, scaled / safe_norms, torch.zeros_like(scaled))
 
 
-class _NashMTLWeighting(GramianWeighting, Stateful):
-    """Nash-MTL weights from the Gramian ``[m, m]``, with the update schedule in buffers."""
+class _NashMTLWeighting(MatrixWeighting, Stateful):
+    """Nash-MTL weights of the matrix ``[m, n]``, with the update schedule in buffers."""
 
     step: Tensor
     previous_weights: Tensor
+    n_tasks = Hyperparameter(int_at_least(1))
+    max_norm = Hyperparameter(real_in(0.0))
+    update_weights_every = Hyperparameter(int_at_least(1))
+    optim_niter = Hyperparameter(int_at_least(1))
 
-    def __init__(self, max_norm: float, update_weights_every: int, optim_niter: int):
+    def __init__(
+        self, n_tasks: int, max_norm: float, update_weights_every: int, optim_niter: int
+    ):
         super().__init__()
-        if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)):
-            raise TypeError(
-                f"Parameter `max_norm` should be a float. Found `{type(max_norm).__name__}`."
-            )
-        if not max_norm >= 0.0:
-            raise ValueError(f"Parameter `max_norm` should be non-negative. Found `{max_norm}`.")
-        check_int(update_weights_every, "update_weights_every", 1)
-        check_int(optim_niter, "optim_niter", 1)
+        self.n_tasks = n_tasks
         self.max_norm = max_norm
         self.update_weights_every = update_weights_every
         self.optim_niter = optim_niter
@@ -90,8 +91,8 @@ class _NashMTLWeighting(GramianWeighting, Stateful):
 
     def extra_repr(self) -> str:
         return (
-            f"max_norm={self.max_norm}, update_weights_every={self.update_weights_every}, "
-            f"optim_niter={self.optim_niter}"
+            f"n_tasks={self.n_tasks}, max_norm={self.max_norm}, "
+            f"update_weights_every={self.update_weights_every}, optim_niter={self.optim_niter}"
         )
 
     def reset(self) -> None:
@@ -108,14 +109,20 @@ class _NashMTLWeighting(GramianWeighting, Stateful):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def forward(self, stat: Tensor, /) -> Tensor:
-        gramian = stat
-        m = gramian.shape[0]
+    def forward(self, matrix: Tensor, /) -> Tensor:
+        m = matrix.shape[0]
+        if m != self.n_tasks:
+            raise ValueError(
+                f"Parameter `n_tasks` is {self.n_tasks} but the matrix has {m} rows (one per task)."
+            )
+        gramian = matrix @ matrix.T
         is_stale = self.previous_weights.shape != (m,)
         if is_stale or int(self.step) % self.update_weights_every == 0:
-            self.previous_weights = _solve_nash_equations(gramian, self.optim_niter)
+            frobenius = torch.linalg.matrix_norm(gramian)
+            safe_frobenius = torch.where(frobenius > 0, frobenius, torch.ones_like(frobenius))
+            self.previous_weights = _solve_nash_equations(gramian / safe_frobenius, self.optim_niter)
         self.step += 1
-        weights = self.previous_weights.to(dtype=gramian.dtype, device=gramian.device)
+        weights = self.previous_weights.to(dtype=matrix.dtype, device=matrix.device)
         if self.max_norm > 0.0:
             norm = torch.sqrt((weights @ gramian @ weights).clamp(min=0.0))
             safe_norm = torch.where(norm > self.max_norm, norm, torch.ones_like(norm))
@@ -125,16 +132,16 @@ class _NashMTLWeighting(GramianWeighting, Stateful):
         return weights
 
 
-class NashMTL(GramianWeightedAggregator, Stateful):
+class NashMTL(WeightedAggregator, Stateful):
     """
-    Aggregates the rows with Nash-MTL: ``J^T α`` with ``(G α)_i = 1 / α_i``, ``α > 0``, clipped to
-    norm ``max_norm``.
+    Aggregates the rows with Nash-MTL: ``J^T α`` with ``(Ĝ α)_i = 1 / α_i``, ``α > 0``, for
+    ``Ĝ = G / ||G||_F``, clipped to norm ``max_norm``.
 
     Stateful: it counts its calls and keeps the last weights in buffers (``step``,
     ``previous_weights``), so they follow ``.to(...)`` and ``state_dict``; :meth:`reset` forgets
-    them.
-    The weights are computed under ``torch.no_grad()``.
+    them. The weights are computed under ``torch.no_grad()``.
 
+    :param n_tasks: The number of tasks: the number of rows of the matrices to aggregate.
     :param max_norm: Largest norm of the aggregation (the authors' gradient clipping); ``0``
         disables the clipping.
     :param update_weights_every: Recompute the weights on one call out of this many, reusing the
@@ -143,17 +150,29 @@ class NashMTL(GramianWeightedAggregator, Stateful):
 
     >>> import torch
     >>> from torchjd.aggregation import NashMTL
-    >>> A = NashMTL(max_norm=0.0)
+    >>> A = NashMTL(n_tasks=2, max_norm=0.0)
     >>> A
-    NashMTL(max_norm=0.0, update_weights_every=1, optim_niter=20)
-    >>> # Orthogonal rows: α_i = 1 / ||g_i||, so d has a unit component along each row.
+    NashMTL(n_tasks=2, max_norm=0.0, update_weights_every=1, optim_niter=20)
+    >>> # Orthogonal rows: Ĝ α = 1 / α gives d a component of norm ||G||_F^(1/2) along each row.
     >>> A(torch.tensor([[2., 0.], [0., 4.]])).round(decimals=4)
-    tensor([1., 1.])
+    tensor([4.0611, 4.0611])
     """
 
-    def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1, optim_niter: int = 20):
+    n_tasks = Delegated("weighting")
+    max_norm = Delegated("weighting")
+    update_weights_every = Delegated("weighting")
+    optim_niter = Delegated("weighting")
+
+    def __init__(
+        self,
+        n_tasks: int,
+        max_norm: float = 1.0,
+        update_weights_every: int = 1,
+        optim_niter: int = 20,
+    ):
         super().__init__(
             _NashMTLWeighting(
+                n_tasks=n_tasks,
                 max_norm=max_norm,
                 update_weights_every=update_weights_every,
                 optim_niter=optim_niter,
@@ -161,8 +180,8 @@ class NashMTL(GramianWeightedAggregator, Stateful):
         )
 
     def extra_repr(self) -> str:
-        return self.gramian_weighting.extra_repr()
+        return self.weighting.extra_repr()
 
     def reset(self) -> None:
         """Forgets the call counter and the last weights."""
-        self.gramian_weighting.reset()
+        self.weighting.reset()

@@ -36,6 +36,9 @@ class PCGradWeighting(GramianWeighting):
     """
 
     @torch.no_grad()
+    def __init__(self):
+        super().__init__()
+
     def forward(self, stat: Tensor, /) -> Tensor:
         gramian = stat
         m = gramian.shape[0]

@@ -5,7 +5,10 @@ from numbers import Real
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_int
+from torchjd._stateful import Stateful
+
+from ._checks import Hyperparameter, check_int
+from ._weighting_bases import GramianWeighting, Weighting
 
 
 class LazyStateMixin(nn.Module):
@@ -100,39 +103,59 @@ def check_positive_int(name: str, value: object) -> int:
     return value  # type: ignore[return-value]
 
 
-def check_num_estimates(value: object) -> int:
+def check_num_estimates(name: str, value: object) -> int:
     """Checks the number of independent Jacobian estimates stacked in the input (1, 2 or 3)."""
-    value = check_positive_int("num_estimates", value)
-    if value > 3:
-        raise ValueError(f"Parameter `num_estimates` should be 1, 2 or 3. Found `{value}`.")
-    return value
+    check_int(value, name, 1)  # type: ignore[arg-type]
+    if value > 3:  # type: ignore[operator]
+        raise ValueError(f"Parameter `{name}` should be 1, 2 or 3. Found `{value}`.")
+    return value  # type: ignore[return-value]
 
 
-def split_estimates(gramian: Tensor, num_estimates: int, what: str) -> tuple[int, Tensor]:
-    """
-    Returns ``m`` and the cross Gramian ``J_1 J_2ᵀ`` ``[m, m]`` of a Gramian ``[k·m, k·m]`` of
-    ``k = num_estimates`` stacked Jacobian estimates (``J_1 J_1ᵀ`` when ``k = 1``).
-    """
-    rows = gramian.shape[0]
-    if rows % num_estimates != 0:
+def check_square(matrix: Tensor, what: str) -> None:
+    """Raises unless ``matrix`` is the square cross matrix ``J_1 J_2ᵀ`` ``[m, m]``."""
+    if matrix.shape[0] != matrix.shape[1]:
         raise ValueError(
-            f"{what} expects {num_estimates} stacked Jacobian estimates with the same number of "
-            f"rows, so a number of rows divisible by {num_estimates}. Found {rows} rows."
+            f"{what} takes the square matrix A = J_1 @ J_2.T [m, m] of two independent Jacobian "
+            f"estimates. Found shape {tuple(matrix.shape)}."
         )
-    m = rows // num_estimates
-    if num_estimates == 1:
-        return m, gramian
-    return m, gramian[:m, m : 2 * m]
 
 
-def spread_weights(weights: Tensor, num_estimates: int) -> Tensor:
+class StackedEstimatesWeighting(GramianWeighting, Stateful):
     """
-    Spreads weights ``[m]`` over ``k·m`` stacked rows: on the only estimate (``k = 1``), half on
-    each (``k = 2``), or all on the third, independent one (``k = 3``).
+    The Gramian weighting of an aggregator that takes ``k = num_estimates`` independent Jacobian
+    estimates stacked along the rows, ``[J_1; ...; J_k]`` ``[k·m, n]``: it gives the cross matrix
+    ``J_1 J_2ᵀ`` (``J Jᵀ`` when ``k = 1``), read from the Gramian ``[k·m, k·m]`` of the stack, to
+    ``weighting`` and spreads its weights ``[m]`` over the stacked rows: on the only estimate
+    (``k = 1``), half on each (``k = 2``) or all on the third, independent one (``k = 3``).
     """
-    if num_estimates == 1:
-        return weights
-    zeros = torch.zeros_like(weights)
-    if num_estimates == 2:
-        return torch.cat([weights / 2, weights / 2])
-    return torch.cat([zeros, zeros, weights])
+
+    num_estimates = Hyperparameter(check_num_estimates)
+
+    def __init__(self, weighting: Weighting, num_estimates: int):
+        super().__init__()
+        self.weighting = weighting
+        self.num_estimates = num_estimates
+
+    def reset(self) -> None:
+        self.weighting.reset()  # type: ignore[operator]
+
+    def forward(self, gramian: Tensor, /) -> Tensor:
+        k = self.num_estimates
+        rows = gramian.shape[0]
+        if rows % k != 0:
+            raise ValueError(
+                f"Parameter `num_estimates` is {k}: the matrix should stack {k} Jacobian estimates "
+                f"with the same number of rows, so a number of rows divisible by {k}. Found {rows}."
+            )
+        m = rows // k
+        cross = gramian if k == 1 else gramian[:m, m : 2 * m]
+        weights = self.weighting(cross)
+        if k == 1:
+            return weights
+        if k == 2:
+            return torch.cat([weights / 2, weights / 2])
+        zeros = torch.zeros_like(weights)
+        return torch.cat([zeros, zeros, weights])
+
+    def extra_repr(self) -> str:
+        return f"{self.weighting.extra_repr()}, num_estimates={self.num_estimates!r}"

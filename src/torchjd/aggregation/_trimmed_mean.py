@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import Aggregator
+from ._checks import Hyperparameter, int_at_least
 
 
 class TrimmedMean(Aggregator):
@@ -32,16 +33,10 @@ class TrimmedMean(Aggregator):
     tensor([1.5000, 2.5000])
     """
 
+    trim_number = Hyperparameter(int_at_least(0))
+
     def __init__(self, trim_number: int):
         super().__init__()
-        if isinstance(trim_number, bool) or not isinstance(trim_number, int):
-            raise TypeError(
-                f"Parameter `trim_number` should be an int. Found `{type(trim_number).__name__}`."
-            )
-        if trim_number < 0:
-            raise ValueError(
-                f"Parameter `trim_number` should be non-negative. Found `{trim_number}`."
-            )
         self.trim_number = trim_number
 
     def extra_repr(self) -> str:

@@ -12,6 +12,9 @@ from ._units import MAY_MIX_SAMPLES as _MAY_MIX_SAMPLES
 from ._units import Call, Rows, Unit, make_unit, mixes_samples, record_call
 
 _METADATA_KEY = "torchjd.autogram"
+# Whatever the batch dimension of the output, the engine's modules are batched on their first
+# dimension (as in torchjd 0.18); recurrent and attention units follow their own layout.
+_MODULE_BATCH_DIM = 0
 
 
 class Engine:
@@ -39,20 +42,26 @@ class Engine:
     With ``batch_dim`` set, the engine relies on objective ``i`` of the output depending only on
     sample ``i`` of the batch (the usual case of per-sample losses): one backward pass per objective
     of a sample gives the output gradients of all samples at once, so computing the Gramian of
-    ``B`` per-sample losses costs about one backward pass. Modules that couple samples (BatchNorm in
-    training mode, ``Embedding(scale_grad_by_freq=True)``) are refused. With ``batch_dim=None``, any
-    dependence between samples is allowed: the engine backpropagates all ``m`` rows of the identity
-    (vectorized), and each module's share is computed from its own rows, so the full ``J`` over all
-    parameters is never held; this costs about ``m`` backward passes.
+    ``B`` per-sample losses costs about one backward pass. ``batch_dim`` is the batch dimension of
+    the *output* given to :meth:`compute_gramian` (e.g. ``1`` for losses ``[tasks, B]``); the inputs
+    and outputs of the engine's modules are batched on their first dimension (recurrent layers and
+    ``MultiheadAttention`` follow their own ``batch_first``, hidden states their dimension 1), so
+    sequence models take ``batch_first=True``. Modules that couple samples (BatchNorm in training
+    mode, ``Embedding(scale_grad_by_freq=True)``) are refused. With ``batch_dim=None``, any
+    dependence between samples, and any layout, is allowed: the engine backpropagates all ``m``
+    rows of the identity (vectorized), and each module's share is computed from its own rows, so
+    the full ``J`` over all parameters is never held; this costs about ``m`` backward passes.
 
     The hooks only record while gradients are enabled and cost a few microseconds per module call;
     :meth:`remove_hooks` removes them.
 
     :param modules: The modules whose parameters (those with ``requires_grad=True`` when the
         Gramian is computed, including those of submodules) define the Jacobian.
-    :param batch_dim: The dimension of the batch in the output given to :meth:`compute_gramian` and
-        in the inputs and outputs of the modules (recurrent and attention modules follow their own
-        ``batch_first`` instead), or ``None`` if the objectives may depend on several samples.
+    :param batch_dim: The batch dimension of the output given to :meth:`compute_gramian` (negative
+        values count from the end, as in :meth:`torch.Tensor.movedim`), or ``None`` if the
+        objectives may depend on several samples or the modules are not batched on their first
+        dimension. ``0`` (default) is the usual ``[B]`` or ``[B, tasks]`` losses; torchjd 0.18
+        requires it, so code written for 0.18 always passes it.
 
     Example: one step of instance-wise risk minimization, weighting per-sample losses by a function
     of their Gramian.
@@ -89,8 +98,6 @@ class Engine:
             raise TypeError(
                 f"Parameter `batch_dim` should be an int or None. Found `{type(batch_dim).__name__}`."
             )
-        if batch_dim is not None and batch_dim < 0:
-            raise ValueError(f"Parameter `batch_dim` should be non-negative or None. Found {batch_dim}.")
 
         self.batch_dim = batch_dim
         self._units: list[Unit] = []
@@ -208,6 +215,16 @@ class Engine:
         :param output: The objectives, computed with the engine's modules since the engine was
             created. With ``batch_dim`` set, its ``batch_dim`` dimension is the batch (a scalar is
             also accepted and treated as depending on every sample).
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from torchjd.autogram import Engine
+        >>>
+        >>> model = nn.Linear(3, 2)
+        >>> engine = Engine(model, batch_dim=1)  # the batch is dimension 1 of the losses below
+        >>> losses = (model(torch.randn(5, 3)) ** 2).T  # [2 tasks, 5 samples]
+        >>> engine.compute_gramian(losses).shape  # in the order of losses.flatten()
+        torch.Size([10, 10])
         """
 
         if not isinstance(output, Tensor):
@@ -223,11 +240,13 @@ class Engine:
                 "enabled. Found a tensor without `grad_fn`."
             )
         batch_dim = self.batch_dim
-        if batch_dim is not None and output.dim() > 0 and output.dim() <= batch_dim:
-            raise ValueError(
-                f"Parameter `output` should have a dimension {batch_dim} (`batch_dim`). Found shape "
-                f"{tuple(output.shape)}."
-            )
+        if batch_dim is not None and output.dim() > 0:
+            if not -output.dim() <= batch_dim < output.dim():
+                raise ValueError(
+                    f"Parameter `output` should have a dimension {batch_dim} (`batch_dim`). Found "
+                    f"shape {tuple(output.shape)}."
+                )
+            batch_dim %= output.dim()
         self._check_no_mixing()
 
         batched = batch_dim is not None and output.dim() > 0
@@ -277,8 +296,7 @@ class Engine:
                     calls = [c for c in calls if any(g is not None for g in c.output_grads)]
                     if not calls:
                         continue
-                    dim = batch_dim if batch_dim is not None else 0
-                    contribution = unit.gramian(calls, rows, dim)
+                    contribution = unit.gramian(calls, rows, _MODULE_BATCH_DIM)
                     if contribution is not None:
                         gramian += contribution.to(gramian.dtype)
         finally:

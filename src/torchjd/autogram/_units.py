@@ -122,17 +122,22 @@ def record_call(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, keep
     return Call(args, kwargs, list(detached.values()), len(output_tensors), outputs)
 
 
+def _layout_message(what: str, num_samples: int, dim: int, shape: tuple[int, ...]) -> str:
+    return (
+        f"Expected {what} to have the batch size {num_samples} (the size of dimension `batch_dim` "
+        f"of the output) in dimension {dim}: with `batch_dim` set, the inputs and outputs of the "
+        f"engine's modules must be batched on their first dimension. Found shape {shape}. Use "
+        "batch-first layouts (e.g. `batch_first=True`), or `batch_dim=None`."
+    )
+
+
 def _per_sample(tensor: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
     """``[num_samples, ...]`` view of a module input: the batch dimension first, or a new one."""
 
     if not rows.batched:
         return tensor.unsqueeze(0)
     if tensor.dim() <= dim or tensor.shape[dim] != rows.num_samples:
-        raise ValueError(
-            f"Expected {what} to have the batch size {rows.num_samples} in dimension {dim} "
-            f"(`batch_dim`). Found shape {tuple(tensor.shape)}. Use `batch_dim=None` if the "
-            "samples of this module are not laid out along `batch_dim`."
-        )
+        raise ValueError(_layout_message(what, rows.num_samples, dim, tuple(tensor.shape)))
     return tensor.movedim(dim, 0)
 
 
@@ -142,11 +147,7 @@ def _per_sample_grad(grad: Tensor, dim: int, rows: Rows, what: str) -> Tensor:
     if not rows.batched:
         return grad.unsqueeze(0)
     if grad.dim() <= dim + 1 or grad.shape[dim + 1] != rows.num_samples:
-        raise ValueError(
-            f"Expected {what} to have the batch size {rows.num_samples} in dimension {dim} "
-            f"(`batch_dim`). Found shape {tuple(grad.shape[1:])}. Use `batch_dim=None` if the "
-            "samples of this module are not laid out along `batch_dim`."
-        )
+        raise ValueError(_layout_message(what, rows.num_samples, dim, tuple(grad.shape[1:])))
     return grad.movedim(dim + 1, 0)
 
 
@@ -232,8 +233,9 @@ class Unit(ABC):
                 )
 
     @abstractmethod
-    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
-        """Returns the contribution ``[r, r]`` of this unit, or None if it contributes nothing."""
+    def gramian(self, calls: list[Call], rows: Rows, sample_dim: int) -> Tensor | None:
+        """The contribution ``[r, r]`` of this unit (None if nothing); ``sample_dim`` is the batch
+        dimension of its inputs and outputs."""
 
 
 class LinearUnit(Unit):
@@ -241,15 +243,15 @@ class LinearUnit(Unit):
 
     module: nn.Linear
 
-    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+    def gramian(self, calls: list[Call], rows: Rows, sample_dim: int) -> Tensor | None:
         weight, bias = self.module.weight, self.module.bias
         inputs, grads = [], []
         for call in calls:
             self.check_versions(call)
             grad = call.output_grads[0]
             what = f"the input of module {self.describe()}"
-            x = _per_sample(call.inputs[0], batch_dim, rows, what)
-            d = _per_sample_grad(grad, batch_dim, rows, f"the output of module {self.describe()}")
+            x = _per_sample(call.inputs[0], sample_dim, rows, what)
+            d = _per_sample_grad(grad, sample_dim, rows, f"the output of module {self.describe()}")
             inputs.append(x.reshape(rows.num_samples, -1, weight.shape[1]))
             grads.append(d.reshape(rows.num_samples, rows.rows_per_sample, -1, weight.shape[0]))
         train_bias = bias is not None and bias.requires_grad
@@ -271,7 +273,7 @@ class ConvUnit(Unit):
 
     module: nn.Conv1d | nn.Conv2d
 
-    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+    def gramian(self, calls: list[Call], rows: Rows, sample_dim: int) -> Tensor | None:
         conv = self.module
         spatial = conv.weight.dim() - 2
         groups = conv.groups
@@ -280,9 +282,9 @@ class ConvUnit(Unit):
         patches_list, grads_list = [], []
         for call in calls:
             self.check_versions(call)
-            x = _per_sample(call.inputs[0], batch_dim, rows, f"the input of module {self.describe()}")
+            x = _per_sample(call.inputs[0], sample_dim, rows, f"the input of module {self.describe()}")
             d = _per_sample_grad(
-                call.output_grads[0], batch_dim, rows, f"the output of module {self.describe()}"
+                call.output_grads[0], sample_dim, rows, f"the output of module {self.describe()}"
             )
             # Both 1d and 2d go through 2d unfolding, with a height of 1 for 1d.
             x = x.reshape(-1, c_in, *x.shape[-spatial:])
@@ -331,7 +333,7 @@ class EmbeddingUnit(Unit):
 
     module: nn.Embedding
 
-    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+    def gramian(self, calls: list[Call], rows: Rows, sample_dim: int) -> Tensor | None:
         embedding = self.module
         if not embedding.weight.requires_grad:
             return None
@@ -340,9 +342,9 @@ class EmbeddingUnit(Unit):
         for call in calls:
             self.check_versions(call)
             what = f"the input of module {self.describe()}"
-            indices = _per_sample(call.inputs[0], batch_dim, rows, what).reshape(b, -1)
+            indices = _per_sample(call.inputs[0], sample_dim, rows, what).reshape(b, -1)
             d = _per_sample_grad(
-                call.output_grads[0], batch_dim, rows, f"the output of module {self.describe()}"
+                call.output_grads[0], sample_dim, rows, f"the output of module {self.describe()}"
             ).reshape(b, k, -1, embedding.embedding_dim)
             if embedding.padding_idx is not None:
                 d = d * (indices != embedding.padding_idx)[:, None, :, None].to(d.dtype)
@@ -361,7 +363,7 @@ class LayerNormUnit(Unit):
 
     module: nn.LayerNorm
 
-    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+    def gramian(self, calls: list[Call], rows: Rows, sample_dim: int) -> Tensor | None:
         norm = self.module
         weight, bias = norm.weight, norm.bias
         train_weight = weight is not None and weight.requires_grad
@@ -375,13 +377,13 @@ class LayerNormUnit(Unit):
             self.check_versions(call)
             x = call.inputs[0]
             d = _per_sample_grad(
-                call.output_grads[0], batch_dim, rows, f"the output of module {self.describe()}"
+                call.output_grads[0], sample_dim, rows, f"the output of module {self.describe()}"
             ).reshape(b, k, -1, size)
             parts = []
             if train_weight:
                 normalized = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
                 what = f"the input of module {self.describe()}"
-                normalized = _per_sample(normalized, batch_dim, rows, what).reshape(b, 1, -1, size)
+                normalized = _per_sample(normalized, sample_dim, rows, what).reshape(b, 1, -1, size)
                 parts.append((d * normalized.to(d.dtype)).sum(2))
             if train_bias:
                 parts.append(d.sum(2))
@@ -404,19 +406,19 @@ class GenericUnit(Unit):
         super().__init__(module, name)
         self._warned = False
 
-    def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
+    def input_dims(self, call: Call, rows: Rows, sample_dim: int) -> list[int | None]:
         """Batch dimension of each input tensor, None for tensors shared by all samples."""
 
         dims: list[int | None] = []
         for tensor in call.inputs:
-            has_batch = tensor.dim() > batch_dim and tensor.shape[batch_dim] == rows.num_samples
-            dims.append(batch_dim if has_batch else None)
+            has_batch = tensor.dim() > sample_dim and tensor.shape[sample_dim] == rows.num_samples
+            dims.append(sample_dim if has_batch else None)
         return dims
 
-    def output_dims(self, call: Call, batch_dim: int) -> list[int]:
-        return [batch_dim] * call.num_outputs
+    def output_dims(self, call: Call, sample_dim: int) -> list[int]:
+        return [sample_dim] * call.num_outputs
 
-    def gramian(self, calls: list[Call], rows: Rows, batch_dim: int) -> Tensor | None:
+    def gramian(self, calls: list[Call], rows: Rows, sample_dim: int) -> Tensor | None:
         params = {
             name: param.detach()
             for name, param in self.module.named_parameters()
@@ -431,7 +433,7 @@ class GenericUnit(Unit):
                 # torch.func warns when an operator falls back to a loop (e.g. RNNs on CPU).
                 warnings.filterwarnings("ignore", message=".*performance drop.*")
                 try:
-                    per_row = self._per_row_gradients(call, params, rows, batch_dim)
+                    per_row = self._per_row_gradients(call, params, rows, sample_dim)
                 except (RuntimeError, ValueError) as error:
                     if isinstance(error, ValueError) and "autogram" in str(error):
                         raise
@@ -446,10 +448,10 @@ class GenericUnit(Unit):
         return _gramian_of_rows(total)
 
     def _per_row_gradients(
-        self, call: Call, params: dict[str, Tensor], rows: Rows, batch_dim: int
+        self, call: Call, params: dict[str, Tensor], rows: Rows, sample_dim: int
     ) -> Tensor:
         selected = [i for i, grad in enumerate(call.output_grads) if grad is not None]
-        out_dims = self.output_dims(call, batch_dim)
+        out_dims = self.output_dims(call, sample_dim)
         module = self.module
 
         def replay(p: dict[str, Tensor], inputs: list[Tensor]) -> tuple[Tensor, ...]:
@@ -487,7 +489,7 @@ class GenericUnit(Unit):
             self._check_replay(call, selected, list(outputs), None)
             return flat_rows(grads, rows.count).unsqueeze(0)
 
-        in_dims = self.input_dims(call, rows, batch_dim)
+        in_dims = self.input_dims(call, rows, sample_dim)
         cotangents = []
         for i in selected:
             what = f"output {i} of module {self.describe()}"
@@ -553,8 +555,8 @@ class GenericUnit(Unit):
                 raise ValueError(
                     f"autogram replayed module {self.describe()} on its recorded inputs and got "
                     "different outputs. Its Jacobian can only be computed for a deterministic "
-                    "module whose samples are independent along `batch_dim` (no dropout inside it, "
-                    "no batch statistics); use `batch_dim=None` for dependence between samples."
+                    "module whose samples are independent (no dropout inside it, no batch "
+                    "statistics); use `batch_dim=None` for dependence between samples."
                 )
 
 
@@ -564,7 +566,7 @@ class RNNUnit(GenericUnit):
 
     module: nn.RNNBase
 
-    def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
+    def input_dims(self, call: Call, rows: Rows, sample_dim: int) -> list[int | None]:
         first = id(call.args[0]) if call.args else None
         sequence_dim = 0 if self.module.batch_first else 1
         dims: list[int | None] = []
@@ -578,7 +580,7 @@ class RNNUnit(GenericUnit):
                 )
         return dims
 
-    def output_dims(self, call: Call, batch_dim: int) -> list[int]:
+    def output_dims(self, call: Call, sample_dim: int) -> list[int]:
         sequence_dim = 0 if self.module.batch_first else 1
         return [sequence_dim] + [1] * (call.num_outputs - 1)
 
@@ -589,7 +591,7 @@ class MultiheadAttentionUnit(GenericUnit):
 
     module: nn.MultiheadAttention
 
-    def input_dims(self, call: Call, rows: Rows, batch_dim: int) -> list[int | None]:
+    def input_dims(self, call: Call, rows: Rows, sample_dim: int) -> list[int | None]:
         def argument(position: int, name: str) -> Any:
             if name in call.kwargs:
                 return call.kwargs[name]
@@ -608,11 +610,11 @@ class MultiheadAttentionUnit(GenericUnit):
         if isinstance(attn_mask, Tensor) and attn_mask.dim() == 3:
             raise ValueError(
                 f"autogram cannot split the 3-dimensional `attn_mask` of module {self.describe()} "
-                "by sample; use a 2-dimensional mask or `batch_dim=None`."
+                "by sample; use a 2-dimensional mask or `sample_dim=None`."
             )
         return [known.get(id(tensor)) for tensor in call.inputs]
 
-    def output_dims(self, call: Call, batch_dim: int) -> list[int]:
+    def output_dims(self, call: Call, sample_dim: int) -> list[int]:
         return [0 if self.module.batch_first else 1] + [0] * (call.num_outputs - 1)
 
 

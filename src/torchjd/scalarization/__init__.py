@@ -1,5 +1,5 @@
 """
-Scalarizers turn a vector of loss values into one scalar to call ``.backward()`` on.
+Scalarizers turn a tensor of loss values into one scalar to call ``.backward()`` on.
 
 They only need the values of the losses (never their gradients), so a training step costs one
 ordinary backward pass. To combine the per-objective gradients instead, use an aggregator of
@@ -15,7 +15,7 @@ from ._imtl_l import IMTLL
 from ._mean import Mean
 from ._pbi import PBI
 from ._random import Random
-from ._scalarizer_bases import Scalarizer, StatefulScalarizer
+from ._scalarizer_bases import Scalarizer
 from ._stch import STCH
 from ._sum import Sum
 from ._uw import UW
@@ -31,7 +31,6 @@ __all__ = [
     "PBI",
     "Random",
     "Scalarizer",
-    "StatefulScalarizer",
     "STCH",
     "Sum",
     "UW",

@@ -1,27 +1,21 @@
 """
 Constant: a weighted sum of the losses with fixed, user-given weights, ``sum_i w_i L_i``.
 
-The hand-tuned loss weighting of most multi-task models. The weights are a registered buffer, so
-they follow the module's ``.to(...)`` and are saved in its ``state_dict``.
+The hand-tuned loss weighting of most multi-task models.
 """
 
 from torch import Tensor
 
-from ._scalarizer_bases import (
-    Scalarizer,
-    _check_matches_losses,
-    _check_vector,
-    _format_tensor,
-)
+from ._scalarizer_bases import Scalarizer, _check_same_shape, _check_tensor, _format_tensor, _like
 
 
 class Constant(Scalarizer):
     """
-    Returns ``weights @ losses``: the losses ``[m]`` weighted by fixed weights ``[m]``.
+    Returns ``sum(weights * values)``: the values weighted by fixed weights of the same shape.
 
-    :param weights: The weight of each loss, a non-empty, finite, floating point vector ``[m]``.
-        The losses it is called on must have the same length. The weights are cast to the losses'
-        dtype and device.
+    :param weights: The weight of each value, a non-empty, finite, floating point tensor of the
+        shape of the values it will be called on. Cast to the values' dtype and device at each call.
+        It is a settable attribute.
 
     >>> import torch
     >>> from torchjd.scalarization import Constant
@@ -30,16 +24,21 @@ class Constant(Scalarizer):
     tensor(4.)
     """
 
-    weights: Tensor
-
-    def __init__(self, weights: Tensor):
+    def __init__(self, weights: Tensor) -> None:
         super().__init__()
-        _check_vector(weights, "weights")
-        self.register_buffer("weights", weights.detach().clone())
+        self.weights = weights
+
+    @property
+    def weights(self) -> Tensor:
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: Tensor) -> None:
+        self._weights = _check_tensor(value, "weights")
 
     def extra_repr(self) -> str:
         return f"weights={_format_tensor(self.weights)}"
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        _check_matches_losses(self.weights, losses, "weights")
-        return self.weights.to(dtype=losses.dtype, device=losses.device) @ losses
+    def forward(self, values: Tensor, /) -> Tensor:
+        _check_same_shape(self.weights, values, "weights")
+        return (_like(self.weights, values) * values).sum()

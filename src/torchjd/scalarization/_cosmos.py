@@ -15,61 +15,76 @@ network as an input, so that one model learns the whole front; that conditioning
 choice left to the user: this class only implements the objective.
 """
 
-from torch import Tensor, linalg
+from torch import Tensor
 
 from ._scalarizer_bases import (
     Scalarizer,
-    _check_matches_losses,
     _check_non_negative_float,
-    _check_vector,
+    _check_same_shape,
+    _check_tensor,
+    _cosine,
     _format_tensor,
+    _like,
 )
 
 
 class COSMOS(Scalarizer):
     """
-    Returns ``r @ L - lambda_ * (r @ L) / (||r|| ||L||)`` for the losses ``L`` ``[m]``.
+    Returns ``r·L - lambda_ * cos(r, L)`` for the values ``L`` and preference ``r`` (flattened).
 
-    The cosine is undefined when all the losses are zero (the result is then ``nan``).
+    The cosine is computed without overflow or underflow at any scale of the values. At ``L = 0``
+    it is undefined; it is taken as ``0`` there (the result is ``0`` and its gradient is ``r``,
+    that of the linear term) instead of ``0 / 0``.
 
     :param lambda_: The weight ``λ >= 0`` of the cosine-similarity penalty (``lambda`` is a Python
         keyword). ``0`` gives the plain linear scalarization. The paper tunes it per dataset
         (values from ``0.01`` to ``8``), so it has no default.
-    :param preference: The preference ray ``r`` ``[m]``, non-negative. ``None`` (default) means
-        the uniform preference ``1/m``. The attribute ``preference`` can be reassigned between
-        calls, e.g. to a fresh ``torch.distributions.Dirichlet(torch.ones(m)).sample()`` at every
-        step as in the paper.
+    :param weights: The preference ray ``r``, non-negative, of the shape of the values. ``None``
+        (default here, required in torchjd 0.18) means the uniform preference ``1/m``.
+
+    ``lambda_`` and ``weights`` are settable attributes, validated on assignment: ``weights`` can
+    be reassigned at every step, e.g. to ``torch.distributions.Dirichlet(torch.ones(m)).sample()``
+    as in the paper.
 
     >>> import torch
     >>> from torchjd.scalarization import COSMOS
-    >>> cosmos = COSMOS(lambda_=1.0, preference=torch.tensor([1.0, 0.0]))
+    >>> cosmos = COSMOS(lambda_=1.0, weights=torch.tensor([1.0, 0.0]))
     >>> cosmos(torch.tensor([3.0, 4.0]))  # 3 - 1 * 3 / 5
     tensor(2.4000)
     >>> _ = torch.manual_seed(0)
-    >>> cosmos.preference = torch.distributions.Dirichlet(torch.ones(2)).sample()
+    >>> cosmos.weights = torch.distributions.Dirichlet(torch.ones(2)).sample()
     >>> value = cosmos(torch.tensor([2.0, 1.0]))
     """
 
-    preference: Tensor | None
-
-    def __init__(self, lambda_: float, preference: Tensor | None = None):
+    def __init__(self, lambda_: float, weights: Tensor | None = None) -> None:
         super().__init__()
-        _check_non_negative_float(lambda_, "lambda_")
-        if preference is not None:
-            _check_vector(preference, "preference", non_negative=True)
-            preference = preference.detach().clone()
         self.lambda_ = lambda_
-        self.register_buffer("preference", preference)
+        self.weights = weights
+
+    @property
+    def lambda_(self) -> float:
+        return self._lambda
+
+    @lambda_.setter
+    def lambda_(self, value: float) -> None:
+        self._lambda = _check_non_negative_float(value, "lambda_")
+
+    @property
+    def weights(self) -> Tensor | None:
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: Tensor | None) -> None:
+        self._weights = None if value is None else _check_tensor(value, "weights", non_negative=True)
 
     def extra_repr(self) -> str:
-        return f"lambda_={self.lambda_}, preference={_format_tensor(self.preference)}"
+        return f"lambda_={self.lambda_}, weights={_format_tensor(self.weights)}"
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        if self.preference is None:
-            preference = losses.new_full(losses.shape, 1.0 / losses.shape[0])
+    def forward(self, values: Tensor, /) -> Tensor:
+        if self.weights is None:
+            weights = values.new_full(values.shape, 1.0 / values.numel())
         else:
-            _check_matches_losses(self.preference, losses, "preference")
-            preference = self.preference.to(dtype=losses.dtype, device=losses.device)
-        linear = preference @ losses
-        cosine = linear / (linalg.vector_norm(preference) * linalg.vector_norm(losses))
-        return linear - self.lambda_ * cosine
+            _check_same_shape(self.weights, values, "weights")
+            weights = _like(self.weights, values)
+        flat_values, flat_weights = values.flatten(), weights.flatten()
+        return flat_weights @ flat_values - self.lambda_ * _cosine(flat_weights, flat_values)

@@ -17,22 +17,26 @@ that improved less than the weighted average gain weight, and ``γ`` decays the 
 uniform weights.
 
 As in the paper's practical algorithm (its Algorithm 2) that step is an Adam step with learning
-rate ``w_lr`` and (L2) weight decay ``γ``, with Adam's default ``betas=(0.9, 0.999)`` and
+rate ``lr`` and (L2) weight decay ``γ`` (``weight_decay``), with Adam's default ``betas=(0.9, 0.999)`` and
 ``eps=1e-8``. It is implemented here with the Adam moments in buffers, so the whole FAMO state
 round-trips through ``state_dict``.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
+from torchjd._stateful import Stateful
+
 from ._scalarizer_bases import (
-    StatefulScalarizer,
-    _check_losses,
+    Scalarizer,
     _check_non_negative_float,
-    _check_num_losses,
     _check_positive_float,
-    _check_positive_int,
-    _check_vector,
+    _check_same_shape,
+    _check_shape_argument,
+    _check_tensor,
+    _check_values,
     _format_tensor,
 )
 
@@ -41,33 +45,38 @@ _ADAM_BETA2 = 0.999
 _ADAM_EPS = 1e-8
 
 
-class FAMO(StatefulScalarizer):
+class FAMO(Scalarizer, Stateful):
     """
     Returns ``c sum_i z_i log(ℓ_i - ℓ*_i + ε)``; :meth:`update` then adapts the weights ``z``.
 
-    The task logits ``ξ`` are the parameter ``logits`` ``[num_tasks]`` (initialized at ``0``,
-    uniform weights). They are learned by FAMO itself, in :meth:`update`, not by backpropagation:
-    the scalar is built with ``z`` detached, so the logits never get a ``.grad`` and do not need
-    to be (but may harmlessly be) given to your optimizer. The losses of the last call in training
-    mode, the Adam moments of the logits and the step count are buffers, so :meth:`reset` and
-    ``state_dict`` cover them.
+    The task logits ``ξ`` are the parameter ``logits``, of the shape of the values (initialized at
+    ``0``, uniform weights). They are learned by FAMO itself, in :meth:`update`, not by
+    backpropagation: the scalar is built with ``z`` detached, so the logits never get a ``.grad``
+    and do not need to be (but may harmlessly be) given to your optimizer. The values of the last
+    call in training mode, the Adam moments of the logits and the step count are buffers, so
+    :meth:`reset` and ``state_dict`` cover them.
 
     One training step: compute the losses, ``famo(losses).backward()``, step the model's
     optimizer, recompute the losses on the same batch without gradients and pass them to
     :meth:`update`.
 
-    :param num_tasks: The number of losses ``m`` that the scalarizer will be called on.
-    :param min_losses: The lower bounds ``ℓ*`` ``[m]`` of the losses. ``None`` (default) means
-        zeros, the bound of non-negative losses. The losses must stay above ``ℓ* - ε``.
-    :param w_lr: The learning rate ``β > 0`` of the logits' Adam step. The paper uses ``0.025``.
-    :param gamma: The weight decay ``γ >= 0`` of the logits. The paper uses ``0.001``.
-    :param epsilon: The constant ``ε >= 0`` added inside the logarithms.
+    :param shape: The shape of the values it will be called on (one task per element); an int
+        ``m`` means ``(m,)``.
+    :param min_losses: The lower bounds ``ℓ*`` of the values, of that shape. ``None`` (default)
+        means zeros, the bound of non-negative losses. The values must stay above ``ℓ* - ε``.
+    :param lr: The learning rate ``β > 0`` of the logits' Adam step. The paper uses ``0.025``.
+    :param weight_decay: The weight decay ``γ >= 0`` of the logits. The paper uses ``0.001``.
+    :param epsilon: The constant ``ε >= 0`` added inside the logarithms (``1e-8``, fixed in
+        torchjd 0.18).
+
+    ``min_losses``, ``lr``, ``weight_decay`` and ``epsilon`` are settable attributes, validated on
+    assignment.
 
     >>> import torch
     >>> from torchjd.scalarization import FAMO
     >>> _ = torch.manual_seed(0)
     >>> model = torch.nn.Linear(3, 2)
-    >>> famo = FAMO(num_tasks=2)
+    >>> famo = FAMO(2)
     >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     >>> inputs, targets = torch.randn(8, 3), torch.randn(8, 2)
     >>> def compute_losses():
@@ -83,7 +92,6 @@ class FAMO(StatefulScalarizer):
     tensor(3)
     """
 
-    min_losses: Tensor
     previous_losses: Tensor
     has_previous_losses: Tensor
     step: Tensor
@@ -92,47 +100,73 @@ class FAMO(StatefulScalarizer):
 
     def __init__(
         self,
-        num_tasks: int,
+        shape: int | Sequence[int],
         min_losses: Tensor | None = None,
-        w_lr: float = 0.025,
-        gamma: float = 0.001,
+        lr: float = 0.025,
+        weight_decay: float = 0.001,
+        *,
         epsilon: float = 1e-8,
-    ):
+    ) -> None:
         super().__init__()
-        _check_positive_int(num_tasks, "num_tasks")
-        _check_positive_float(w_lr, "w_lr")
-        _check_non_negative_float(gamma, "gamma")
-        _check_non_negative_float(epsilon, "epsilon")
-        if min_losses is None:
-            self._has_min_losses = False
-            min_losses = torch.zeros(num_tasks)
-        else:
-            _check_vector(min_losses, "min_losses")
-            if min_losses.shape[0] != num_tasks:
-                raise ValueError(
-                    f"Parameter `min_losses` should have `num_tasks` = {num_tasks} elements. "
-                    f"Found shape {tuple(min_losses.shape)}."
-                )
-            self._has_min_losses = True
-            min_losses = min_losses.detach().clone()
-        self.num_tasks = num_tasks
-        self.w_lr = w_lr
-        self.gamma = gamma
+        dims = _check_shape_argument(shape)
+        self.logits = nn.Parameter(torch.zeros(dims), requires_grad=False)
+        self.min_losses = min_losses
+        self.lr = lr
+        self.weight_decay = weight_decay
         self.epsilon = epsilon
-        self.logits = nn.Parameter(torch.zeros(num_tasks), requires_grad=False)
-        self.register_buffer("min_losses", min_losses)
-        self.register_buffer("previous_losses", torch.zeros(num_tasks))
+        self.register_buffer("previous_losses", torch.zeros(dims))
         self.register_buffer("has_previous_losses", torch.zeros((), dtype=torch.bool))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("exp_avg", torch.zeros(num_tasks))
-        self.register_buffer("exp_avg_sq", torch.zeros(num_tasks))
+        self.register_buffer("exp_avg", torch.zeros(dims))
+        self.register_buffer("exp_avg_sq", torch.zeros(dims))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.logits.shape)
+
+    @property
+    def min_losses(self) -> Tensor | None:
+        return self._min_losses
+
+    @min_losses.setter
+    def min_losses(self, value: Tensor | None) -> None:
+        if value is not None:
+            value = _check_tensor(value, "min_losses")
+            if tuple(value.shape) != self.shape:
+                raise ValueError(
+                    f"Parameter `min_losses` should have the shape {self.shape} (`shape`). Found "
+                    f"shape {tuple(value.shape)}."
+                )
+        self._min_losses = value
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _check_positive_float(value, "lr")
+
+    @property
+    def weight_decay(self) -> float:
+        return self._weight_decay
+
+    @weight_decay.setter
+    def weight_decay(self, value: float) -> None:
+        self._weight_decay = _check_non_negative_float(value, "weight_decay")
+
+    @property
+    def epsilon(self) -> float:
+        return self._epsilon
+
+    @epsilon.setter
+    def epsilon(self, value: float) -> None:
+        self._epsilon = _check_non_negative_float(value, "epsilon")
 
     def extra_repr(self) -> str:
-        min_losses = ""
-        if self._has_min_losses:
-            min_losses = f", min_losses={_format_tensor(self.min_losses)}"
+        min_losses = "" if self.min_losses is None else f", min_losses={_format_tensor(self.min_losses)}"
         return (
-            f"num_tasks={self.num_tasks}{min_losses}, w_lr={self.w_lr}, gamma={self.gamma}, "
+            f"shape={self.shape}{min_losses}, lr={self.lr}, weight_decay={self.weight_decay}, "
             f"epsilon={self.epsilon}"
         )
 
@@ -145,59 +179,71 @@ class FAMO(StatefulScalarizer):
         self.exp_avg.zero_()
         self.exp_avg_sq.zero_()
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        _check_num_losses(losses, self.num_tasks, "task")
-        gaps = self._gaps(losses, "losses")
+    def forward(self, values: Tensor, /) -> Tensor:
+        _check_same_shape(self.logits, values, "logits")
+        gaps = self._gaps(values, "values")
         with torch.no_grad():
-            weights = torch.softmax(self.logits.to(dtype=losses.dtype, device=losses.device), dim=0)
+            logits = self.logits.to(dtype=values.dtype, device=values.device)
+            weights = torch.softmax(logits.flatten(), dim=0).reshape(values.shape)
             normalization = 1.0 / (weights / gaps.detach()).sum()
         if self.training:
             with torch.no_grad():
-                self.previous_losses.copy_(losses.detach())
+                self.previous_losses.copy_(values.detach())
                 self.has_previous_losses.fill_(True)
         return normalization * (weights * torch.log(gaps)).sum()
 
     @torch.no_grad()
-    def update(self, new_losses: Tensor) -> None:
+    def update(self, values: Tensor, /) -> None:
         """
-        Adapts the task logits from the change of the losses over the last model step.
+        Adapts the task logits from the change of the values over the last model step.
 
-        :param new_losses: The losses ``[m]`` recomputed on the same batch after the model's step.
-            They are compared with the losses of the last call in training mode, which this
-            consumes: every update needs a new call first.
+        :param values: The losses recomputed on the same batch after the model's step. They are
+            compared with the values of the last call in training mode, which this consumes: every
+            update needs a new call first. Both must be finite (after a skipped step, e.g. by
+            ``GradScaler``, do not call it); nothing changes when this raises.
         """
 
-        _check_losses(new_losses)
-        _check_num_losses(new_losses, self.num_tasks, "task")
+        _check_values(values)
+        _check_same_shape(self.logits, values, "logits")
         if not bool(self.has_previous_losses):
             raise RuntimeError(
                 "`update` needs the losses before the step: call the FAMO scalarizer on them (in "
                 "training mode) before each call to `update`."
             )
         logits = self.logits
-        before = torch.log(self._gaps(self.previous_losses, "previous_losses"))
-        after = torch.log(self._gaps(new_losses.detach().to(logits), "new_losses"))
-        improvements = before - after  # δ
-        weights = torch.softmax(logits, dim=0)
+        new_values = values.detach().to(logits)
+        if not bool(torch.isfinite(new_values).all() & torch.isfinite(self.previous_losses).all()):
+            raise ValueError(
+                "Parameter `values` and the values of the last call should be finite for "
+                f"`FAMO.update`. Found {new_values} after {self.previous_losses}."
+            )
+        before = torch.log(self._gaps(self.previous_losses, "the values of the last call"))
+        after = torch.log(self._gaps(new_values, "values"))
+        improvements = (before - after).flatten()  # δ
+        flat_logits = logits.flatten()
+        weights = torch.softmax(flat_logits, dim=0)
         # J_z^T δ with J_z = diag(z) - z z^T, the (symmetric) Jacobian of the softmax.
-        gradient = weights * (improvements - weights @ improvements) + self.gamma * logits
+        gradient = weights * (improvements - weights @ improvements) + self.weight_decay * flat_logits
+        gradient = gradient.reshape(logits.shape)
         self.step += 1
         self.exp_avg.mul_(_ADAM_BETA1).add_(gradient, alpha=1.0 - _ADAM_BETA1)
         self.exp_avg_sq.mul_(_ADAM_BETA2).addcmul_(gradient, gradient, value=1.0 - _ADAM_BETA2)
         step = self.step.to(logits.dtype)
         exp_avg_hat = self.exp_avg / (1.0 - _ADAM_BETA1**step)
         exp_avg_sq_hat = self.exp_avg_sq / (1.0 - _ADAM_BETA2**step)
-        logits.sub_(self.w_lr * exp_avg_hat / (exp_avg_sq_hat.sqrt() + _ADAM_EPS))
+        logits.sub_(self.lr * exp_avg_hat / (exp_avg_sq_hat.sqrt() + _ADAM_EPS))
         self.has_previous_losses.fill_(False)
 
-    def _gaps(self, losses: Tensor, name: str) -> Tensor:
-        """Returns ``losses - min_losses + epsilon``, checking that they are positive."""
+    def _gaps(self, values: Tensor, name: str) -> Tensor:
+        """Returns ``values - min_losses + epsilon``, checking that none is below zero."""
 
-        min_losses = self.min_losses.to(dtype=losses.dtype, device=losses.device)
-        gaps = losses - min_losses + self.epsilon
-        if not bool((gaps.detach() > 0).all()):
+        gaps = values + self.epsilon
+        if self.min_losses is not None:
+            gaps = gaps - self.min_losses.to(dtype=values.dtype, device=values.device)
+        # `<= 0` rather than `not > 0`, so that NaN passes and gives a NaN result.
+        if bool((gaps.detach() <= 0).any()):
             raise ValueError(
                 f"Parameter `{name}` should be above `min_losses - epsilon` for `FAMO`. Found "
-                f"{losses.detach()} with `min_losses` = {min_losses}."
+                f"{values.detach()} with `min_losses` = {self.min_losses}."
             )
         return gaps

@@ -17,9 +17,10 @@ from ._scalarizer_bases import Scalarizer
 
 class GeometricMean(Scalarizer):
     """
-    Returns the geometric mean ``(prod_i L_i)^(1/m) = exp(mean_i log L_i)`` of positive losses.
+    Returns the geometric mean ``(prod_i L_i)^(1/m) = exp(mean_i log L_i)`` of non-negative values.
 
-    Raises a ``ValueError`` when a loss is not positive, since the logarithm is then undefined.
+    A zero value gives ``0`` (where the gradient is not finite, as that of ``L^(1/m)`` at 0); a
+    negative value raises a ``ValueError``, since the logarithm is then undefined.
 
     >>> import torch
     >>> from torchjd.scalarization import GeometricMean
@@ -27,10 +28,10 @@ class GeometricMean(Scalarizer):
     tensor(4.)
     """
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        if not bool((losses.detach() > 0).all()):
+    def forward(self, values: Tensor, /) -> Tensor:
+        if bool((values.detach() < 0).any()):
             raise ValueError(
-                "Parameter `losses` should only contain positive values for `GeometricMean`. "
-                f"Found {losses.detach()}."
+                "Parameter `values` should only contain non-negative values for `GeometricMean`. "
+                f"Found {values.detach()}."
             )
-        return torch.exp(torch.log(losses).mean())
+        return torch.exp(torch.log(values).mean())

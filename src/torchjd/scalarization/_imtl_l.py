@@ -13,46 +13,58 @@ scale of its loss. The scale parameters are updated by gradient descent together
 as in the paper. (IMTL-G, the gradient balancing half, is :class:`torchjd.aggregation.IMTLG`.)
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from ._scalarizer_bases import Scalarizer, _check_num_losses, _check_positive_int
+from torchjd._stateful import Stateful
+
+from ._scalarizer_bases import Scalarizer, _check_same_shape, _check_shape_argument, _like
 
 
-class IMTLL(Scalarizer):
+class IMTLL(Scalarizer, Stateful):
     """
     Returns ``sum_i (exp(s_i) L_i - s_i)`` with learnable log-scales ``s``.
 
-    The log-scales are the parameter ``log_scales`` ``[num_tasks]``, initialized at ``0`` (unit
-    scales). Give them to an optimizer, for instance together with the model's parameters: one
-    ``backward()`` of the scalar fills the gradients of both.
+    The log-scales are the parameter ``log_scale``, of the shape of the values, initialized at
+    ``0`` (unit scales). Give them to an optimizer, for instance together with the model's
+    parameters: one ``backward()`` of the scalar fills the gradients of both. :meth:`reset` puts
+    them back to ``0``.
 
-    :param num_tasks: The number of losses ``m`` that the scalarizer will be called on.
+    :param shape: The shape of the values it will be called on (one log-scale per value); an int
+        ``m`` means ``(m,)``.
 
     >>> import torch
     >>> from torchjd.scalarization import IMTLL
     >>> _ = torch.manual_seed(0)
     >>> model = torch.nn.Linear(3, 2)
-    >>> imtl_l = IMTLL(num_tasks=2)
+    >>> imtl_l = IMTLL(2)
     >>> optimizer = torch.optim.SGD([*model.parameters(), *imtl_l.parameters()], lr=0.1)
     >>> output = model(torch.randn(8, 3))
     >>> losses = torch.stack([output[:, 0].pow(2).mean(), output[:, 1].abs().mean()])
     >>> imtl_l(losses).backward()
     >>> optimizer.step()
-    >>> imtl_l.log_scales.grad.shape
+    >>> imtl_l.log_scale.grad.shape
     torch.Size([2])
     """
 
-    def __init__(self, num_tasks: int):
+    def __init__(self, shape: int | Sequence[int]) -> None:
         super().__init__()
-        _check_positive_int(num_tasks, "num_tasks")
-        self.num_tasks = num_tasks
-        self.log_scales = nn.Parameter(torch.zeros(num_tasks))
+        self.log_scale = nn.Parameter(torch.zeros(_check_shape_argument(shape)))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.log_scale.shape)
 
     def extra_repr(self) -> str:
-        return f"num_tasks={self.num_tasks}"
+        return f"shape={self.shape}"
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        _check_num_losses(losses, self.num_tasks, "task")
-        log_scales = self.log_scales.to(dtype=losses.dtype, device=losses.device)
-        return (torch.exp(log_scales) * losses - log_scales).sum()
+    def reset(self) -> None:
+        with torch.no_grad():
+            self.log_scale.zero_()
+
+    def forward(self, values: Tensor, /) -> Tensor:
+        _check_same_shape(self.log_scale, values, "log_scale")
+        log_scale = _like(self.log_scale, values)
+        return (torch.exp(log_scale) * values - log_scale).sum()

@@ -12,7 +12,7 @@ from ._scalarizer_bases import Scalarizer
 
 class Mean(Scalarizer):
     """
-    Returns the mean ``(1/m) sum_i L_i`` of the losses ``[m]``.
+    Returns the mean ``(1/m) sum_i L_i`` of the values (any shape).
 
     >>> import torch
     >>> from torchjd.scalarization import Mean
@@ -20,5 +20,5 @@ class Mean(Scalarizer):
     tensor(3.)
     """
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        return losses.mean()
+    def forward(self, values: Tensor, /) -> Tensor:
+        return values.mean()

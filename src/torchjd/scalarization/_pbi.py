@@ -6,74 +6,109 @@ From `MOEA/D: A Multiobjective Evolutionary Algorithm Based on Decomposition
 Computation 2007). With ``u = λ / ||λ||`` the unit preference direction and ``d = L - z*`` the
 losses measured from the ideal point,
 
-``d1 = |d · u|`` (how far along the preference direction the losses are, to be decreased) and
+``d1 = d · u`` (how far along the preference direction the losses are, to be decreased) and
 ``d2 = ||d - d1 u||`` (how far the losses are from the preference ray),
 
 and the scalarization is ``g_pbi(L | λ, z*) = d1 + θ d2``. The penalty ``θ`` pulls the solution
 towards the ray through ``z*`` with direction ``λ``, so different preferences reach different,
-evenly spread parts of the Pareto front, including its non-convex parts.
+evenly spread parts of the Pareto front, including its non-convex parts. (The paper writes
+``d1`` as the norm of the projection; for losses above ``z*`` and a non-negative ``λ`` it is the
+same, and the signed projection, as in torchjd 0.18, keeps ``d1 u`` the foot of the perpendicular
+everywhere.)
 """
 
-import torch
 from torch import Tensor
 
 from ._scalarizer_bases import (
     Scalarizer,
-    _check_matches_losses,
     _check_non_negative_float,
+    _check_same_shape,
+    _check_tensor,
     _format_tensor,
-    _register_preference_and_ideal_point,
-    _subtract_ideal_point,
+    _like,
+    _norm,
 )
 
 
 class PBI(Scalarizer):
     """
-    Returns ``d1 + theta * d2``, the penalty boundary intersection of the losses ``[m]``.
+    Returns ``d1 + theta * d2``, the penalty boundary intersection of the values (flattened).
+
+    ``d2`` is computed without overflow or underflow at any scale, and its gradient is taken as
+    ``0`` where the values lie exactly on the preference ray (where the norm is not
+    differentiable), so the result is exact there.
 
     :param theta: The penalty ``θ >= 0`` on the distance to the preference ray. The paper uses
-        ``5``.
-    :param preference: The preference direction ``λ`` ``[m]``, non-negative and not all zero; only
-        its direction matters. ``None`` (default) means the uniform direction.
-    :param ideal_point: The ideal point ``z*`` ``[m]``. ``None`` (default) means zeros, the ideal
-        point of non-negative losses.
+        ``5`` (default here, required in torchjd 0.18).
+    :param weights: The preference direction ``λ``, non-negative and not all zero, of the shape of
+        the values; only its direction matters. ``None`` (default here, required in torchjd 0.18)
+        means the uniform direction.
+    :param reference: The reference (ideal) point ``z*``, of the shape of the values, a lower bound
+        on them. ``None`` (default) means zeros, the ideal point of non-negative losses.
+
+    ``theta``, ``weights`` and ``reference`` are settable attributes, validated on assignment.
 
     >>> import torch
     >>> from torchjd.scalarization import PBI
     >>> PBI()(torch.tensor([3.0, 3.0]))  # on the ray: d1 = 3 sqrt(2), d2 = 0
     tensor(4.2426)
-    >>> PBI(theta=1.0, preference=torch.tensor([1.0, 0.0]))(torch.tensor([3.0, 4.0]))  # 3 + 4
+    >>> PBI(theta=1.0, weights=torch.tensor([1.0, 0.0]))(torch.tensor([3.0, 4.0]))  # 3 + 4
     tensor(7.)
     """
-
-    preference: Tensor | None
-    ideal_point: Tensor | None
 
     def __init__(
         self,
         theta: float = 5.0,
-        preference: Tensor | None = None,
-        ideal_point: Tensor | None = None,
-    ):
+        weights: Tensor | None = None,
+        reference: Tensor | None = None,
+    ) -> None:
         super().__init__()
-        _check_non_negative_float(theta, "theta")
         self.theta = theta
-        _register_preference_and_ideal_point(self, preference, ideal_point)
+        self.weights = weights
+        self.reference = reference
+
+    @property
+    def theta(self) -> float:
+        return self._theta
+
+    @theta.setter
+    def theta(self, value: float) -> None:
+        self._theta = _check_non_negative_float(value, "theta")
+
+    @property
+    def weights(self) -> Tensor | None:
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: Tensor | None) -> None:
+        self._weights = None if value is None else _check_tensor(value, "weights", non_negative=True)
+
+    @property
+    def reference(self) -> Tensor | None:
+        return self._reference
+
+    @reference.setter
+    def reference(self, value: Tensor | None) -> None:
+        self._reference = None if value is None else _check_tensor(value, "reference")
 
     def extra_repr(self) -> str:
         return (
-            f"theta={self.theta}, preference={_format_tensor(self.preference)}, "
-            f"ideal_point={_format_tensor(self.ideal_point)}"
+            f"theta={self.theta}, weights={_format_tensor(self.weights)}, "
+            f"reference={_format_tensor(self.reference)}"
         )
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        shifted = _subtract_ideal_point(losses, self.ideal_point)
-        if self.preference is None:
-            direction = torch.ones_like(losses)
+    def forward(self, values: Tensor, /) -> Tensor:
+        shifted = values
+        if self.reference is not None:
+            _check_same_shape(self.reference, values, "reference")
+            shifted = values - _like(self.reference, values)
+        if self.weights is None:
+            direction = values.new_ones(values.numel())
         else:
-            _check_matches_losses(self.preference, losses, "preference")
-            direction = self.preference.to(dtype=losses.dtype, device=losses.device)
-        direction = direction / torch.linalg.vector_norm(direction)
-        d1 = torch.abs(shifted @ direction)
-        d2 = torch.linalg.vector_norm(shifted - d1 * direction)
+            _check_same_shape(self.weights, values, "weights")
+            direction = _like(self.weights, values).flatten()
+        direction = direction / _norm(direction)
+        shifted = shifted.flatten()
+        d1 = shifted @ direction
+        d2 = _norm(shifted - d1 * direction)
         return d1 + self.theta * d2

@@ -1,5 +1,5 @@
 """
-Random loss weighting (RLW): a fresh random convex combination of the losses at every call.
+Random loss weighting (RLW): a fresh random convex combination of the values at every call.
 
 From `Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task Learning
 <https://arxiv.org/abs/2111.10603>`_ (Lin et al., TMLR 2022). At every step the losses are weighted
@@ -18,7 +18,8 @@ from ._scalarizer_bases import Scalarizer
 
 class Random(Scalarizer):
     """
-    Returns ``softmax(z) @ losses`` with ``z`` drawn from a standard normal at every call.
+    Returns ``sum(softmax(z) * values)`` with ``z`` drawn from a standard normal at every call (one
+    draw per value, from torch's global generator).
 
     >>> import torch
     >>> from torchjd.scalarization import Random
@@ -28,6 +29,10 @@ class Random(Scalarizer):
     True
     """
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        logits = torch.randn(losses.shape[0], dtype=losses.dtype, device=losses.device)
-        return torch.softmax(logits, dim=0) @ losses
+    def forward(self, values: Tensor, /) -> Tensor:
+        # The weights are drawn and normalized in float32 at least, so that they sum to 1 in half
+        # precision too.
+        dtype = torch.promote_types(values.dtype, torch.float32)
+        logits = torch.randn(values.numel(), dtype=dtype, device=values.device)
+        weights = torch.softmax(logits, dim=0).reshape(values.shape)
+        return (weights * values).sum().to(values.dtype)

@@ -1,41 +1,52 @@
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 
-def _check_losses(losses: Tensor) -> None:
-    if not isinstance(losses, Tensor):
-        raise TypeError(f"Parameter `losses` should be a Tensor. Found `{type(losses).__name__}`.")
-    if not losses.is_floating_point():
+def _check_values(values: Tensor) -> None:
+    if not isinstance(values, Tensor):
+        raise TypeError(f"Parameter `values` should be a Tensor. Found `{type(values).__name__}`.")
+    if not values.is_floating_point():
         raise TypeError(
-            f"Parameter `losses` should have a floating point dtype. Found `{losses.dtype}`."
+            f"Parameter `values` should have a floating point dtype. Found `{values.dtype}`."
         )
-    if losses.dim() != 1 or losses.shape[0] == 0:
+    if values.numel() == 0:
         raise ValueError(
-            "Parameter `losses` should be a non-empty vector (1 dimension) of loss values, e.g. "
-            f"`torch.stack([loss_1, loss_2])`. Found shape {tuple(losses.shape)}."
+            "Parameter `values` should have at least one element (one loss value per objective). "
+            f"Found shape {tuple(values.shape)}."
         )
 
 
 class Scalarizer(nn.Module, ABC):
     """
-    Maps a vector ``[m]`` of loss values (one per objective) to a scalar to call ``.backward()`` on.
+    Maps a tensor of loss values (one per objective, any shape) to a scalar to call ``.backward()``
+    on.
 
     A scalarizer only sees the values of the losses, never their gradients, so one training step
-    costs one ordinary backward pass. Subclasses implement :meth:`scalarize`; calling the
-    scalarizer validates the input first: it must be a non-empty 1-D floating point tensor (stack
-    scalar losses with :func:`torch.stack`). The result has the dtype and device of the losses.
+    costs one ordinary backward pass. Subclasses implement :meth:`forward`; calling the scalarizer
+    first checks that ``values`` is a floating point tensor with at least one element (e.g.
+    ``torch.stack([loss_1, loss_2])``, or per-sample losses ``[batch, tasks]``). The result is a
+    0-dimensional tensor with the dtype and device of ``values``. A NaN or infinite value gives a
+    non-finite result (so that ``torch.amp.GradScaler`` skips the step), never finite garbage.
+
+    >>> import torch
+    >>> from torchjd.scalarization import Scalarizer
+    >>> class SumOfSquares(Scalarizer):
+    ...     def forward(self, values, /):
+    ...         return (values**2).sum()
+    >>> SumOfSquares()(torch.tensor([1.0, 2.0]))
+    tensor(5.)
     """
 
-    def forward(self, losses: Tensor) -> Tensor:
-        _check_losses(losses)
-        return self.scalarize(losses)
+    def __call__(self, values: Tensor, /) -> Tensor:
+        _check_values(values)
+        return super().__call__(values)
 
     @abstractmethod
-    def scalarize(self, losses: Tensor) -> Tensor:
-        """Returns the scalar (0-dimensional tensor) for a validated, non-empty vector ``[m]``."""
+    def forward(self, values: Tensor, /) -> Tensor:
+        """Returns the scalar (0-dimensional tensor) for validated, non-empty ``values``."""
 
     def __str__(self) -> str:
         return type(self).__name__
@@ -44,84 +55,57 @@ class Scalarizer(nn.Module, ABC):
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-class StatefulScalarizer(Scalarizer, ABC):
-    """
-    Scalarizer whose output depends on what it saw before (e.g. the losses of previous epochs).
+def _check_shape_argument(shape: int | Sequence[int]) -> tuple[int, ...]:
+    """Returns ``shape`` as a tuple, checking that it is an int or a sequence of positive ints."""
 
-    The state lives in registered buffers, so ``state_dict``, ``load_state_dict``, ``.to(...)`` and
-    :func:`copy.deepcopy` carry it. Buffers whose size is only known from the first losses seen
-    start empty; loading a ``state_dict`` resizes them, so a freshly constructed instance can load
-    the state of a trained one.
-    """
-
-    _lazy_buffer_names: tuple[str, ...] = ()
-
-    @abstractmethod
-    def reset(self) -> None:
-        """Forgets all the state, as if the scalarizer had just been constructed."""
-
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        for name in self._lazy_buffer_names:
-            key = prefix + name
-            current = self._buffers.get(name)
-            incoming = state_dict.get(key)
-            if isinstance(incoming, Tensor) and current is not None:
-                if incoming.shape != current.shape:
-                    # An unsized buffer has no dtype of its own yet: it takes the saved one.
-                    dtype = incoming.dtype if current.numel() == 0 else current.dtype
-                    self._buffers[name] = torch.empty(
-                        incoming.shape, dtype=dtype, device=current.device
-                    )
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    dims = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+    if not isinstance(dims, Sequence) or isinstance(dims, str):
+        raise TypeError(
+            f"Parameter `shape` should be an int or a sequence of ints. Found `{type(shape).__name__}`."
         )
+    for dim in dims:
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"Parameter `shape` should only contain ints. Found {shape!r}.")
+        if dim < 1:
+            raise ValueError(f"Parameter `shape` should only contain positive sizes. Found {shape!r}.")
+    return tuple(dims)
 
 
-def _check_num_losses(losses: Tensor, expected: int, what: str) -> None:
-    if losses.shape[0] != expected:
+def _check_same_shape(tensor: Tensor, values: Tensor, name: str) -> None:
+    if tensor.shape != values.shape:
         raise ValueError(
-            f"Parameter `losses` should have {expected} elements, one per {what}. Found "
-            f"shape {tuple(losses.shape)}."
+            f"Parameter `values` should have the shape of `{name}`, {tuple(tensor.shape)}. Found "
+            f"shape {tuple(values.shape)}."
         )
 
 
-def _check_positive_float(value: float, name: str) -> None:
-    _check_float(value, name)
+def _check_positive_float(value: float, name: str) -> float:
+    value = _check_float(value, name)
     if not value > 0.0:
         raise ValueError(f"Parameter `{name}` should be positive. Found `{value}`.")
+    return value
 
 
-def _check_non_negative_float(value: float, name: str) -> None:
-    _check_float(value, name)
+def _check_non_negative_float(value: float, name: str) -> float:
+    value = _check_float(value, name)
     if not value >= 0.0:
         raise ValueError(f"Parameter `{name}` should be non-negative. Found `{value}`.")
+    return value
 
 
-def _check_float(value: float, name: str) -> None:
+def _check_float(value: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Parameter `{name}` should be a float. Found `{type(value).__name__}`.")
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"Parameter `{name}` should be finite. Found `{value}`.")
+    return float(value)
 
 
-def _check_positive_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Parameter `{name}` should be an int. Found `{type(value).__name__}`.")
-    if value < 1:
-        raise ValueError(f"Parameter `{name}` should be at least 1. Found `{value}`.")
-
-
-def _check_vector(value: Tensor, name: str, *, non_negative: bool = False) -> None:
-    """Checks that ``value`` is a non-empty, finite, floating point vector (and ``>= 0``)."""
+def _check_tensor(value: Tensor, name: str, *, non_negative: bool = False) -> Tensor:
+    """
+    Checks that ``value`` is a non-empty, finite, floating point tensor (``>= 0`` with a positive
+    element if ``non_negative``) and returns a detached copy of it.
+    """
 
     if not isinstance(value, Tensor):
         raise TypeError(f"Parameter `{name}` should be a Tensor. Found `{type(value).__name__}`.")
@@ -129,11 +113,8 @@ def _check_vector(value: Tensor, name: str, *, non_negative: bool = False) -> No
         raise TypeError(
             f"Parameter `{name}` should have a floating point dtype. Found `{value.dtype}`."
         )
-    if value.dim() != 1 or value.shape[0] == 0:
-        raise ValueError(
-            f"Parameter `{name}` should be a non-empty vector (1 dimension). Found shape "
-            f"{tuple(value.shape)}."
-        )
+    if value.numel() == 0:
+        raise ValueError(f"Parameter `{name}` should not be empty. Found shape {tuple(value.shape)}.")
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"Parameter `{name}` should only contain finite values. Found {value}.")
     if non_negative:
@@ -141,45 +122,46 @@ def _check_vector(value: Tensor, name: str, *, non_negative: bool = False) -> No
             raise ValueError(f"Parameter `{name}` should be non-negative. Found {value}.")
         if not bool((value > 0).any()):
             raise ValueError(f"Parameter `{name}` should have a positive element. Found {value}.")
-
-
-def _check_matches_losses(value: Tensor, losses: Tensor, name: str) -> None:
-    if value.shape != losses.shape:
-        raise ValueError(
-            f"Parameter `losses` should have the shape of `{name}`, {tuple(value.shape)}. Found "
-            f"shape {tuple(losses.shape)}."
-        )
+    return value.detach().clone()
 
 
 def _format_tensor(value: Tensor | None) -> str:
     return "None" if value is None else repr(value.detach())
 
 
-def _register_preference_and_ideal_point(
-    module: nn.Module, preference: Tensor | None, ideal_point: Tensor | None
-) -> None:
-    """Checks and registers (as buffers) the ``preference`` and ``ideal_point`` of STCH and PBI."""
+def _like(tensor: Tensor, values: Tensor) -> Tensor:
+    """``tensor`` in the dtype and on the device of ``values``."""
 
-    if preference is not None:
-        _check_vector(preference, "preference", non_negative=True)
-        preference = preference.detach().clone()
-    if ideal_point is not None:
-        _check_vector(ideal_point, "ideal_point")
-        ideal_point = ideal_point.detach().clone()
-    if preference is not None and ideal_point is not None:
-        if preference.shape != ideal_point.shape:
-            raise ValueError(
-                "Parameters `preference` and `ideal_point` should have the same shape. Found "
-                f"{tuple(preference.shape)} and {tuple(ideal_point.shape)}."
-            )
-    module.register_buffer("preference", preference)
-    module.register_buffer("ideal_point", ideal_point)
+    return tensor.to(dtype=values.dtype, device=values.device)
 
 
-def _subtract_ideal_point(losses: Tensor, ideal_point: Tensor | None) -> Tensor:
-    """Returns ``losses - ideal_point`` (``losses`` itself without an ideal point)."""
+def _norm(x: Tensor) -> Tensor:
+    """
+    The Euclidean norm of ``x``, without overflow or underflow at any scale (1e-30 to 1e30 in
+    float32), and with the gradient ``0`` at ``x = 0``.
 
-    if ideal_point is None:
-        return losses
-    _check_matches_losses(ideal_point, losses, "ideal_point")
-    return losses - ideal_point.to(dtype=losses.dtype, device=losses.device)
+    The entries are divided by their largest magnitude first (a detached constant, so value and
+    gradient are unchanged); NaN and infinite entries still give a non-finite norm.
+    """
+
+    scale = x.detach().abs().max()
+    positive = scale != 0  # True for a NaN scale, which must propagate
+    safe_scale = torch.where(positive, scale, torch.ones_like(scale))
+    return torch.where(positive, safe_scale * torch.linalg.vector_norm(x / safe_scale), 0.0)
+
+
+def _cosine(a: Tensor, b: Tensor) -> Tensor:
+    """
+    ``cos(a, b) = a·b / (|a| |b|)`` of two flat vectors at any scale, ``0`` if either is zero.
+
+    Each vector is divided by its largest magnitude first: the cosine does not depend on the
+    scales, and the products then neither overflow nor underflow.
+    """
+
+    a_scale, b_scale = a.detach().abs().max(), b.detach().abs().max()
+    positive = (a_scale != 0) & (b_scale != 0)  # True for a NaN scale, which must propagate
+    a = a / torch.where(a_scale != 0, a_scale, torch.ones_like(a_scale))
+    b = b / torch.where(b_scale != 0, b_scale, torch.ones_like(b_scale))
+    denominator = torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)
+    safe_denominator = torch.where(positive, denominator, torch.ones_like(denominator))
+    return torch.where(positive, (a @ b) / safe_denominator, 0.0)

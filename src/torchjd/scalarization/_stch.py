@@ -21,61 +21,95 @@ from torch import Tensor
 
 from ._scalarizer_bases import (
     Scalarizer,
-    _check_matches_losses,
     _check_positive_float,
+    _check_same_shape,
+    _check_tensor,
     _format_tensor,
-    _register_preference_and_ideal_point,
-    _subtract_ideal_point,
+    _like,
 )
 
 
 class STCH(Scalarizer):
     """
-    Returns ``mu * logsumexp(preference * (losses - ideal_point) / mu)``.
+    Returns ``mu * logsumexp(weights * (values - reference) / mu)``.
+
+    It is computed as ``T + mu * logsumexp((y - T) / mu)`` with ``y = weights * (values -
+    reference)`` and ``T = max(y)`` (the paper's Appendix B.1), which is the same value and
+    gradient but never overflows, for any ``mu`` and scale of the values.
 
     :param mu: The smoothing parameter ``μ > 0`` (a temperature). Smaller values follow the worst
-        objective more closely; ``1.0`` is the default of the authors' multi-task code.
-    :param preference: The preference ``λ`` ``[m]``, non-negative. ``None`` (default) means the
-        uniform preference ``1/m`` of the paper's simplex ``Δ_{m-1}``. Cast to the losses' dtype
-        and device.
-    :param ideal_point: The ideal point ``z*`` ``[m]``, a value each loss is assumed to be unable
-        to beat. ``None`` (default) means zeros, the ideal point of non-negative losses. Cast to
-        the losses' dtype and device.
+        objective more closely; ``1.0`` (default here, required in torchjd 0.18) is the value of
+        the authors' multi-task code.
+    :param weights: The preference ``λ``, non-negative, of the shape of the values. ``None``
+        (default) means the uniform preference ``1/m`` of the paper's simplex ``Δ_{m-1}``.
+    :param reference: The ideal point ``z*``, of the shape of the values, a value each loss is
+        assumed to be unable to beat. ``None`` (default) means no shift (zeros, the ideal point of
+        non-negative losses).
+
+    ``mu``, ``weights`` and ``reference`` are settable attributes, validated on assignment.
 
     >>> import torch
     >>> from torchjd.scalarization import STCH
-    >>> losses = torch.tensor([1.0, 3.0])
-    >>> STCH(mu=0.01, preference=torch.tensor([1.0, 1.0]))(losses)  # close to max(losses)
+    >>> values = torch.tensor([1.0, 3.0])
+    >>> STCH(mu=0.01, weights=torch.tensor([1.0, 1.0]))(values)  # close to max(values)
     tensor(3.)
-    >>> STCH(mu=1.0)(losses)  # uniform preference 1/2: smooth version of max(losses) / 2
+    >>> STCH(mu=1.0)(values)  # uniform preference 1/2: smooth version of max(values) / 2
     tensor(1.8133)
     """
-
-    preference: Tensor | None
-    ideal_point: Tensor | None
 
     def __init__(
         self,
         mu: float = 1.0,
-        preference: Tensor | None = None,
-        ideal_point: Tensor | None = None,
-    ):
+        weights: Tensor | None = None,
+        reference: Tensor | None = None,
+    ) -> None:
         super().__init__()
-        _check_positive_float(mu, "mu")
         self.mu = mu
-        _register_preference_and_ideal_point(self, preference, ideal_point)
+        self.weights = weights
+        self.reference = reference
+
+    @property
+    def mu(self) -> float:
+        return self._mu
+
+    @mu.setter
+    def mu(self, value: float) -> None:
+        self._mu = _check_positive_float(value, "mu")
+
+    @property
+    def weights(self) -> Tensor | None:
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: Tensor | None) -> None:
+        self._weights = None if value is None else _check_tensor(value, "weights", non_negative=True)
+
+    @property
+    def reference(self) -> Tensor | None:
+        return self._reference
+
+    @reference.setter
+    def reference(self, value: Tensor | None) -> None:
+        self._reference = None if value is None else _check_tensor(value, "reference")
 
     def extra_repr(self) -> str:
         return (
-            f"mu={self.mu}, preference={_format_tensor(self.preference)}, "
-            f"ideal_point={_format_tensor(self.ideal_point)}"
+            f"mu={self.mu}, weights={_format_tensor(self.weights)}, "
+            f"reference={_format_tensor(self.reference)}"
         )
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        shifted = _subtract_ideal_point(losses, self.ideal_point)
-        if self.preference is None:
-            weighted = shifted / losses.shape[0]
+    def forward(self, values: Tensor, /) -> Tensor:
+        shifted = values
+        if self.reference is not None:
+            _check_same_shape(self.reference, values, "reference")
+            shifted = values - _like(self.reference, values)
+        if self.weights is None:
+            weighted = shifted / values.numel()
         else:
-            _check_matches_losses(self.preference, losses, "preference")
-            weighted = self.preference.to(dtype=losses.dtype, device=losses.device) * shifted
-        return self.mu * torch.logsumexp(weighted / self.mu, dim=0)
+            _check_same_shape(self.weights, values, "weights")
+            weighted = _like(self.weights, values) * shifted
+        weighted = weighted.flatten()
+        # The shift by the (detached) maximum comes before the division by mu: dividing first
+        # overflows for a small mu and large values (1e30 / 1e-10).
+        top = weighted.detach().max()
+        return top + self.mu * torch.logsumexp((weighted - top) / self.mu, dim=0)

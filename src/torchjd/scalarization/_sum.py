@@ -13,7 +13,7 @@ from ._scalarizer_bases import Scalarizer
 
 class Sum(Scalarizer):
     """
-    Returns the sum ``sum_i L_i`` of the losses ``[m]``.
+    Returns the sum ``sum_i L_i`` of the values (any shape).
 
     >>> import torch
     >>> from torchjd.scalarization import Sum
@@ -21,5 +21,5 @@ class Sum(Scalarizer):
     tensor(6.)
     """
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        return losses.sum()
+    def forward(self, values: Tensor, /) -> Tensor:
+        return values.sum()

@@ -17,46 +17,58 @@ The paper's classification variant (``L_i / σ_i²`` instead of ``L_i / (2σ_i²
 objective with every ``L_i`` doubled; this class always uses the regression form above.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from ._scalarizer_bases import Scalarizer, _check_num_losses, _check_positive_int
+from torchjd._stateful import Stateful
+
+from ._scalarizer_bases import Scalarizer, _check_same_shape, _check_shape_argument, _like
 
 
-class UW(Scalarizer):
+class UW(Scalarizer, Stateful):
     """
     Returns ``sum_i (exp(-s_i) L_i + s_i) / 2`` with learnable log-variances ``s = log σ²``.
 
-    The log-variances are the parameter ``log_vars`` ``[num_tasks]``, initialized at ``0``
-    (``σ_i = 1``). Give them to an optimizer, for instance together with the model's parameters:
-    one ``backward()`` of the scalar fills the gradients of both.
+    The log-variances are the parameter ``log_var``, of the shape of the values, initialized at
+    ``0`` (``σ_i = 1``). Give them to an optimizer, for instance together with the model's
+    parameters: one ``backward()`` of the scalar fills the gradients of both. :meth:`reset` puts
+    them back to ``0``.
 
-    :param num_tasks: The number of losses ``m`` that the scalarizer will be called on.
+    :param shape: The shape of the values it will be called on (one log-variance per value); an
+        int ``m`` means ``(m,)``.
 
     >>> import torch
     >>> from torchjd.scalarization import UW
     >>> _ = torch.manual_seed(0)
     >>> model = torch.nn.Linear(3, 2)
-    >>> uw = UW(num_tasks=2)
+    >>> uw = UW(2)
     >>> optimizer = torch.optim.SGD([*model.parameters(), *uw.parameters()], lr=0.1)
     >>> output = model(torch.randn(8, 3))
     >>> losses = torch.stack([output[:, 0].pow(2).mean(), output[:, 1].abs().mean()])
     >>> uw(losses).backward()
     >>> optimizer.step()
-    >>> uw.log_vars.grad.shape
+    >>> uw.log_var.grad.shape
     torch.Size([2])
     """
 
-    def __init__(self, num_tasks: int):
+    def __init__(self, shape: int | Sequence[int]) -> None:
         super().__init__()
-        _check_positive_int(num_tasks, "num_tasks")
-        self.num_tasks = num_tasks
-        self.log_vars = nn.Parameter(torch.zeros(num_tasks))
+        self.log_var = nn.Parameter(torch.zeros(_check_shape_argument(shape)))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.log_var.shape)
 
     def extra_repr(self) -> str:
-        return f"num_tasks={self.num_tasks}"
+        return f"shape={self.shape}"
 
-    def scalarize(self, losses: Tensor) -> Tensor:
-        _check_num_losses(losses, self.num_tasks, "task")
-        log_vars = self.log_vars.to(dtype=losses.dtype, device=losses.device)
-        return 0.5 * (torch.exp(-log_vars) * losses + log_vars).sum()
+    def reset(self) -> None:
+        with torch.no_grad():
+            self.log_var.zero_()
+
+    def forward(self, values: Tensor, /) -> Tensor:
+        _check_same_shape(self.log_var, values, "log_var")
+        log_var = _like(self.log_var, values)
+        return 0.5 * (torch.exp(-log_var) * values + log_var).sum()

@@ -42,7 +42,8 @@ def test_aligned_mtl_aggregation_is_the_sum_of_aligned_rows():
     torch.manual_seed(0)
     matrix = torch.randn(3, 5, dtype=torch.float64)
     aligned = _balance_matrix(matrix) @ matrix
-    assert torch.allclose(AlignedMTL()(matrix), aligned.sum(dim=0))
+    # The default preferences are 1/m each, as in torchjd 0.18.
+    assert torch.allclose(AlignedMTL()(matrix), aligned.mean(dim=0))
     preferences = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
     assert torch.allclose(AlignedMTL(pref_vector=preferences)(matrix), preferences @ aligned)
 
@@ -58,13 +59,14 @@ def test_aligned_mtl_rank_deficient_matrix():
 
 def test_aligned_mtl_hand_computed_values():
     gramian = torch.tensor([[4.0, 0.0], [0.0, 1.0]])
-    assert torch.allclose(AlignedMTLWeighting()(gramian), torch.tensor([0.5, 1.0]))
+    # B = σ diag(1/2, 1) with the default preferences 1/2 each.
+    assert torch.allclose(AlignedMTLWeighting()(gramian), torch.tensor([0.25, 0.5]))
     assert torch.allclose(
-        AlignedMTLWeighting(scale_mode="median")(gramian), torch.tensor([0.5, 1.0])
+        AlignedMTLWeighting(scale_mode="median")(gramian), torch.tensor([0.25, 0.5])
     )
     rmse = 2.5**0.5
     assert torch.allclose(
-        AlignedMTLWeighting(scale_mode="rmse")(gramian), torch.tensor([rmse / 2, rmse])
+        AlignedMTLWeighting(scale_mode="rmse")(gramian), torch.tensor([rmse / 4, rmse / 2])
     )
     # Orthonormal rows are already aligned: the weights are the preferences.
     preferences = torch.tensor([1.0, 2.0, 3.0])

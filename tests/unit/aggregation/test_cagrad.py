@@ -55,7 +55,7 @@ def test_cagrad_maximizes_the_worst_improvement_in_the_ball(seed: int):
 def test_cagrad_dual_beats_random_simplex_points_for_four_rows(seed: int):
     torch.manual_seed(seed)
     matrix = torch.randn(4, 6, dtype=torch.float64)
-    result = CAGrad(norm_eps=0.0)(matrix)
+    result = CAGrad(c=0.5, norm_eps=0.0)(matrix)
     samples = torch.distributions.Dirichlet(torch.full((4,), 0.5, dtype=torch.float64)).sample(
         (20_000,)
     )
@@ -81,7 +81,7 @@ def test_cagrad_hand_computed_values():
 def test_cagrad_is_scale_and_permutation_equivariant():
     torch.manual_seed(1)
     matrix = torch.randn(3, 5, dtype=torch.float64)
-    aggregator = CAGrad(norm_eps=0.0)
+    aggregator = CAGrad(c=0.5, norm_eps=0.0)
     result = aggregator(matrix)
     assert torch.allclose(aggregator(1e3 * matrix), 1e3 * result, atol=1e-7 * 1e3)
     assert torch.allclose(aggregator(matrix[[2, 0, 1]]), result, atol=1e-7)
@@ -93,13 +93,13 @@ def test_cagrad_single_row_zero_matrix_and_dtype(dtype: torch.dtype):
     result = CAGrad(c=0.5, norm_eps=0.0)(row)
     assert result.dtype == dtype
     assert torch.allclose(result, 1.5 * row[0])
-    assert torch.equal(CAGrad()(torch.zeros(3, 2, dtype=dtype)), torch.zeros(2, dtype=dtype))
+    assert torch.equal(CAGrad(c=0.5)(torch.zeros(3, 2, dtype=dtype)), torch.zeros(2, dtype=dtype))
 
 
 def test_cagrad_float32_is_close_to_float64():
     torch.manual_seed(2)
     matrix = torch.randn(4, 10, dtype=torch.float64)
-    assert torch.allclose(CAGrad()(matrix.float()).double(), CAGrad()(matrix), atol=1e-3)
+    assert torch.allclose(CAGrad(c=0.5)(matrix.float()).double(), CAGrad(c=0.5)(matrix), atol=1e-3)
 
 
 def test_project_onto_simplex_matches_brute_force():
@@ -113,10 +113,10 @@ def test_project_onto_simplex_matches_brute_force():
 
 
 def test_cagrad_repr_and_str():
-    assert repr(CAGrad()) == "CAGrad(c=0.5, norm_eps=0.0001)"
-    assert str(CAGrad()) == "CAGrad"
+    assert repr(CAGrad(c=0.5)) == "CAGrad(c=0.5, norm_eps=0.0001)"
+    assert str(CAGrad(c=0.5)) == "CAGrad"
     assert repr(CAGradWeighting(c=0.1, norm_eps=0.0)) == "CAGradWeighting(c=0.1, norm_eps=0.0)"
-    assert str(CAGradWeighting()) == "CAGradWeighting"
+    assert str(CAGradWeighting(c=0.5)) == "CAGradWeighting"
 
 
 def test_cagrad_rejects_invalid_parameters():
@@ -125,6 +125,6 @@ def test_cagrad_rejects_invalid_parameters():
     with raises(TypeError, match="`c`"):
         CAGrad(c="0.5")
     with raises(ValueError, match="norm_eps"):
-        CAGrad(norm_eps=-1.0)
+        CAGrad(c=0.5, norm_eps=-1.0)
     with raises(ValueError, match="`c`"):
         CAGradWeighting(c=float("nan"))

@@ -1,3 +1,4 @@
+from pytest import raises
 import pytest
 import torch
 
@@ -19,12 +20,15 @@ def test_constant_weighting_accepts_a_gramian_and_follows_its_dtype():
     assert isinstance(Constant(torch.ones(2)), WeightedAggregator)
 
 
-def test_constant_copies_its_weights_into_a_buffer():
+def test_constant_copies_its_weights_and_takes_new_ones_on_assignment():
     weights = torch.tensor([1.0, 2.0])
     aggregator = Constant(weights)
     weights[0] = 100.0
     torch.testing.assert_close(aggregator(torch.eye(2)), torch.tensor([1.0, 2.0]))
-    assert "weighting.weights" in aggregator.state_dict()
+    aggregator.weights = torch.tensor([3.0, -1.0])
+    torch.testing.assert_close(aggregator(torch.eye(2)), torch.tensor([3.0, -1.0]))
+    with raises(ValueError, match="`weights`"):
+        aggregator.weights = torch.ones(2, 2)
 
 
 def test_constant_rejects_a_matrix_with_another_number_of_rows():

@@ -7,7 +7,7 @@ from unit.aggregation._stateful_checks import (
     assert_state_dict_round_trip,
 )
 
-from torchjd.aggregation import CRMOGM, CRMOGMWeighting, Weighting
+from torchjd.aggregation import GramianWeightedAggregator, CRMOGM, CRMOGMWeighting, Weighting
 
 
 class _DiagonalShare(Weighting):
@@ -35,7 +35,8 @@ class _Counting(Weighting):
 
 
 def test_first_two_steps_hand_computed():
-    aggregator = CRMOGM(_DiagonalShare(), alpha=0.25)
+    # alpha is the weight of the previous weights, as in torchjd 0.18.
+    aggregator = CRMOGM(_DiagonalShare(), alpha=0.75)
     first = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # inner: [0.9, 0.1]
     second = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # inner: [0.5, 0.5]
     assert_close(aggregator(first), torch.tensor([2.7, 0.1], dtype=torch.float64))
@@ -44,9 +45,32 @@ def test_first_two_steps_hand_computed():
     assert_close(aggregator.gramian_weighting.weights, torch.tensor([0.8, 0.2], dtype=torch.float64))
 
 
-def test_alpha_one_gives_back_the_inner_weighting():
+def test_initial_weights_enter_the_first_average_and_alpha_one_freezes_them():
+    initial = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    weighting = CRMOGMWeighting(_DiagonalShare(), alpha=0.75, initial_weights=initial)
+    gramian = torch.tensor([[9.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # inner: [0.9, 0.1]
+    # w_1 = 0.75 * [0.5, 0.5] + 0.25 * [0.9, 0.1]
+    assert_close(weighting(gramian), torch.tensor([0.6, 0.4], dtype=torch.float64))
+    frozen = CRMOGMWeighting(_DiagonalShare(), alpha=1.0, initial_weights=initial)
+    assert_close(frozen(gramian), initial)
+    assert_close(frozen(gramian), initial)
+    with pytest.raises(ValueError, match="initial_weights"):
+        CRMOGMWeighting(_DiagonalShare(), initial_weights=torch.ones(3))(gramian)
+
+
+def test_alpha_is_settable_and_takes_effect_on_the_next_call():
+    weighting = CRMOGMWeighting(_DiagonalShare(), alpha=0.5)
+    weighting(torch.tensor([[9.0, 0.0], [0.0, 1.0]]))  # [0.9, 0.1]
+    aggregator = GramianWeightedAggregator(weighting)
+    aggregator.gramian_weighting.alpha = 0.0
+    assert_close(weighting(torch.eye(2)), torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="alpha"):
+        weighting.alpha = 1.5
+
+
+def test_alpha_zero_gives_back_the_inner_weighting():
     torch.manual_seed(0)
-    weighting = CRMOGMWeighting(_DiagonalShare(), alpha=1.0)
+    weighting = CRMOGMWeighting(_DiagonalShare(), alpha=0.0)
     for _ in range(3):
         matrix = torch.randn(3, 4)
         assert_close(weighting(matrix @ matrix.T), _DiagonalShare()(matrix @ matrix.T))
@@ -119,12 +143,14 @@ def test_changing_the_number_of_objectives_raises():
 
 def test_representations():
     aggregator = CRMOGM(_DiagonalShare(), alpha=0.5)
-    assert repr(aggregator) == "CRMOGM(weighting=_DiagonalShare(), alpha=0.5)"
+    assert repr(aggregator) == (
+        "CRMOGM(weighting=_DiagonalShare(), alpha=0.5, initial_weights=None)"
+    )
     assert str(aggregator) == "CRMOGM"
     assert str(CRMOGMWeighting(_DiagonalShare())) == "CRMOGMWeighting"
 
 
-@pytest.mark.parametrize("alpha", [0.0, -0.5, 1.5])
+@pytest.mark.parametrize("alpha", [-0.5, 1.5, float("nan")])
 def test_invalid_alpha_raises_value_error(alpha):
     with pytest.raises(ValueError, match="alpha"):
         CRMOGM(_DiagonalShare(), alpha=alpha)

@@ -53,8 +53,8 @@ def test_single_row():
 
 
 def test_zero_matrix_gives_zeros():
-    assert_close(FairGrad()(torch.zeros(3, 4)), torch.zeros(4))
-    assert_close(FairGradWeighting()(torch.zeros(3, 3)), torch.zeros(3))
+    assert_close(FairGrad(alpha=1.0)(torch.zeros(3, 4)), torch.zeros(4))
+    assert_close(FairGradWeighting(alpha=1.0)(torch.zeros(3, 3)), torch.zeros(3))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -62,19 +62,30 @@ def test_singular_gramian_gives_finite_weights(dtype):
     torch.manual_seed(2)
     rows = torch.randn(2, 5, dtype=dtype)
     matrix = torch.cat([rows, -rows[:1], torch.zeros(1, 5, dtype=dtype)])
-    weights = FairGradWeighting()(matrix @ matrix.T)
+    weights = FairGradWeighting(alpha=1.0)(matrix @ matrix.T)
     assert torch.isfinite(weights).all() and (weights > 0).all()
-    assert torch.isfinite(FairGrad()(matrix)).all()
+    assert torch.isfinite(FairGrad(alpha=1.0)(matrix)).all()
 
 
 def test_representations():
-    assert repr(FairGrad(alpha=2.0)) == "FairGrad(alpha=2.0, max_iter=100)"
-    assert str(FairGrad()) == "FairGrad"
-    assert repr(FairGradWeighting()) == "FairGradWeighting(alpha=1.0, max_iter=100)"
-    assert str(FairGradWeighting()) == "FairGradWeighting"
+    assert repr(FairGrad(alpha=2.0)) == "FairGrad(alpha=2.0, max_iters=None)"
+    assert str(FairGrad(1.0)) == "FairGrad"
+    assert repr(FairGradWeighting(1.0, 5)) == "FairGradWeighting(alpha=1.0, max_iters=5)"
+    assert str(FairGradWeighting(1.0)) == "FairGradWeighting"
 
 
-@pytest.mark.parametrize("alpha", [0.0, -1.0, float("nan")])
+def test_alpha_zero_is_the_mean_and_alpha_is_settable():
+    matrix = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    aggregator = FairGrad(alpha=0.0)
+    assert_close(aggregator(matrix), matrix.mean(dim=0))
+    aggregator.alpha = 1.0  # (G w)_i = 1 / w_i: w = [1/2, 1]
+    assert_close(aggregator(matrix), torch.tensor([1.0, 1.0]))
+    assert aggregator.gramian_weighting.alpha == 1.0
+    with pytest.raises(ValueError, match="alpha"):
+        aggregator.alpha = -1.0
+
+
+@pytest.mark.parametrize("alpha", [-1.0, float("nan"), float("inf")])
 def test_invalid_alpha_raises_value_error(alpha):
     with pytest.raises(ValueError, match="alpha"):
         FairGrad(alpha=alpha)
@@ -83,7 +94,7 @@ def test_invalid_alpha_raises_value_error(alpha):
 def test_invalid_types_raise_type_error():
     with pytest.raises(TypeError, match="alpha"):
         FairGradWeighting(alpha="1")
-    with pytest.raises(TypeError, match="max_iter"):
-        FairGrad(max_iter=1.5)
-    with pytest.raises(ValueError, match="max_iter"):
-        FairGrad(max_iter=0)
+    with pytest.raises(TypeError, match="max_iters"):
+        FairGrad(1.0, max_iters=1.5)
+    with pytest.raises(ValueError, match="max_iters"):
+        FairGrad(1.0, max_iters=0)

@@ -70,8 +70,8 @@ def test_graddrop_is_differentiable_through_the_masked_sum():
 
 
 def test_graddrop_repr_and_str():
-    assert repr(GradDrop()) == "GradDrop(f=None, leak=None)"
-    assert repr(GradDrop(leak=torch.tensor([0.5, 1.0]))) == "GradDrop(f=None, leak=[0.5, 1.0])"
+    assert repr(GradDrop()) == "GradDrop(f=_identity, leak=None)"
+    assert repr(GradDrop(leak=torch.tensor([0.5, 1.0]))) == "GradDrop(f=_identity, leak=[0.5, 1.0])"
     assert repr(GradDrop(f=torch.sigmoid)) == "GradDrop(f=sigmoid, leak=None)"
     assert str(GradDrop(leak=torch.tensor([0.5, 1.0]))) == "GradDrop"
 

@@ -139,9 +139,9 @@ def test_changing_the_number_of_objectives_raises():
 
 
 def test_representations():
-    assert repr(GradVac(beta=0.5)) == "GradVac(beta=0.5)"
+    assert repr(GradVac(beta=0.5)) == "GradVac(beta=0.5, eps=1e-08)"
     assert str(GradVac()) == "GradVac"
-    assert repr(GradVacWeighting()) == "GradVacWeighting(beta=0.01)"
+    assert repr(GradVacWeighting()) == "GradVacWeighting(beta=0.5, eps=1e-08)"
 
 
 @pytest.mark.parametrize("beta", [-0.1, 1.5, float("nan")])

@@ -68,7 +68,10 @@ def test_krum_needs_enough_rows():
     with raises(ValueError, match="rows"):
         Krum(n_byzantine=0)(torch.ones(1, 3))  # m = 1
     with raises(ValueError, match="rows"):
-        Krum(n_byzantine=1)(torch.ones(4, 3))
+        Krum(n_byzantine=2)(torch.ones(4, 3))  # m < n_byzantine + 3
+    # As in torchjd 0.18, m = n_byzantine + 3 is enough (below the paper's m > 2 f + 2).
+    matrix = torch.tensor([[1.0, 0.0], [1.1, 0.0], [5.0, 5.0], [-9.0, 3.0]])
+    torch.testing.assert_close(Krum(n_byzantine=1)(matrix), matrix[0])
     with raises(ValueError, match="n_selected"):
         Krum(n_byzantine=0, n_selected=4)(torch.ones(3, 3))
 

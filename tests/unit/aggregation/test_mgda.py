@@ -129,3 +129,60 @@ def test_mgda_rejects_invalid_parameters():
         MGDA(max_iters=2.5)
     with raises(TypeError, match="epsilon"):
         MGDA(epsilon="small")
+
+
+@mark.parametrize("seed", range(8))
+@mark.parametrize("m,n", [(4, 6), (5, 3), (6, 2)])
+def test_mgda_default_is_the_exact_min_norm_point(seed: int, m: int, n: int):
+    # The default (epsilon=0.001, max_iters=100) is exact, unlike 0.18's early-stopped Frank-Wolfe.
+    torch.manual_seed(seed)
+    matrix = torch.randn(m, n, dtype=torch.float64)
+    if seed % 2:
+        matrix[1] = matrix[0]  # repeated rows
+    if seed % 3 == 0:
+        matrix[2] = -0.5 * matrix[0]  # opposite rows: the hull contains 0
+    expected = _min_norm_point_by_faces(matrix)
+    assert torch.allclose(MGDA()(matrix), expected, atol=1e-10)
+
+
+def _kkt_gap(gramian: torch.Tensor, weights: torch.Tensor) -> float:
+    """``w^T G w - min_i (G w)_i`` over ``max_i G_ii``: 0 exactly at the optimum on the simplex."""
+    gradient = gramian @ weights
+    return float((weights @ gradient - gradient.min()) / gramian.diagonal().max())
+
+
+@mark.parametrize(
+    "kind,m,n", [("gaussian", 64, 500), ("shared", 64, 500), ("wide", 64, 20), ("wide", 200, 30)]
+)
+def test_mgda_satisfies_the_optimality_conditions_at_larger_sizes(kind: str, m: int, n: int):
+    torch.manual_seed(m + n)
+    matrix = torch.randn(m, n, dtype=torch.float64)
+    if kind == "shared":  # a common component: the optimum has a small support
+        matrix = matrix + 3.0 * torch.randn(1, n, dtype=torch.float64) * torch.rand(m, 1)
+    gramian = matrix @ matrix.T
+    weights = MGDAWeighting()(gramian)
+    assert weights.min() >= 0.0
+    assert abs(float(weights.sum()) - 1.0) < 1e-12
+    # Complementarity: every row with weight has the smallest (G w)_i, which is w^T G w.
+    assert abs(_kkt_gap(gramian, weights)) < 1e-10
+    gradient = gramian @ weights
+    support = weights > 0
+    assert (gradient[support] - weights @ gradient).abs().max() < 1e-9 * gramian.diagonal().max()
+
+
+def test_mgda_float32_is_exact_to_its_precision():
+    torch.manual_seed(0)
+    matrix = torch.randn(32, 100)
+    gramian = matrix @ matrix.T
+    weights = MGDAWeighting()(gramian)
+    assert weights.dtype == torch.float32
+    assert abs(_kkt_gap(gramian.double(), weights.double())) < 1e-5
+
+
+def test_mgda_max_iters_bounds_the_pivoting_and_keeps_simplex_weights():
+    torch.manual_seed(1)
+    matrix = torch.randn(40, 200, dtype=torch.float64)
+    matrix = matrix + 3.0 * torch.randn(1, 200, dtype=torch.float64) * torch.rand(40, 1)
+    weights = MGDAWeighting(max_iters=1)(matrix @ matrix.T)
+    assert weights.min() >= 0.0
+    assert torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64))

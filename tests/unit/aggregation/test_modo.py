@@ -28,27 +28,37 @@ def test_first_two_steps_hand_computed():
         result = aggregator(torch.cat([j1, j2, j3]))
         expected = lam[0] * j3[0] + lam[1] * j3[1]
         assert_close(result, expected)
-        assert_close(aggregator.gramian_weighting.weights, torch.tensor(lam, dtype=torch.float64))
+        assert_close(aggregator.gramian_weighting.weighting.weights, torch.tensor(lam, dtype=torch.float64))
     # First step: λ = Π([0.5, 0.5] - 0.25 * [1.25, 1.75]) = Π([0.1875, 0.0625]) = [0.5625, 0.4375]
 
 
-def test_first_step_value():
+def test_first_step_value_of_the_weighting_of_the_cross_matrix():
+    # As in torchjd 0.18, MoDoWeighting takes A = J_1 J_2ᵀ (not symmetric).
     j1 = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     j2 = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     weighting = MoDoWeighting(gamma=0.25, rho=0.5)
-    stacked = torch.cat([j1, j2, torch.zeros(2, 2)])
-    weights = weighting(stacked @ stacked.T)
-    assert_close(weights, torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5625, 0.4375]))
+    assert_close(weighting(j1 @ j2.T), torch.tensor([0.5625, 0.4375]))
+    with pytest.raises(ValueError, match="J_1 @ J_2.T"):
+        MoDoWeighting()(torch.ones(2, 3))
+
+
+def test_hyperparameters_are_settable_and_take_effect_on_the_next_call():
+    j1 = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    j2 = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    aggregator = MoDo(gamma=0.1, rho=0.1, num_estimates=3)
+    aggregator.gamma = 0.25
+    aggregator.rho = 0.5
+    assert aggregator.gramian_weighting.weighting.gamma == 0.25
+    result = aggregator(torch.cat([j1, j2, torch.eye(2)]))
+    assert_close(result, torch.tensor([0.5625, 0.4375]))
+    with pytest.raises(ValueError, match="gamma"):
+        aggregator.gamma = 0.0
 
 
 def test_two_estimates_average_the_direction():
     j1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     j2 = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
-    torch_weights = MoDoWeighting(gamma=0.1, rho=0.0, num_estimates=2)(
-        torch.cat([j1, j2]) @ torch.cat([j1, j2]).T
-    )
-    lam = torch_weights[:2] * 2
-    assert_close(torch_weights[2:], torch_weights[:2])
+    lam = MoDoWeighting(gamma=0.1, rho=0.0)(j1 @ j2.T)
     assert_close(lam.sum(), torch.tensor(1.0))
     aggregator = MoDo(gamma=0.1, rho=0.0, num_estimates=2)
     assert_close(aggregator(torch.cat([j1, j2])), lam @ ((j1 + j2) / 2))
@@ -59,7 +69,7 @@ def test_weights_stay_on_the_simplex():
     aggregator = MoDo(gamma=0.5, rho=0.1, num_estimates=1)
     for _ in range(5):
         aggregator(torch.randn(4, 6))
-        weights = aggregator.gramian_weighting.weights
+        weights = aggregator.gramian_weighting.weighting.weights
         assert (weights >= 0).all()
         assert_close(weights.sum(), torch.tensor(1.0))
 
@@ -72,14 +82,14 @@ def test_single_objective():
 def test_zero_matrix_gives_zeros_and_uniform_weights():
     aggregator = MoDo()
     assert_close(aggregator(torch.zeros(6, 4)), torch.zeros(4))
-    assert_close(aggregator.gramian_weighting.weights, torch.full((2,), 0.5))
+    assert_close(aggregator.gramian_weighting.weighting.weights, torch.full((2,), 0.5))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtype_is_kept(dtype):
     aggregator = MoDo()
     result = aggregator(torch.ones(6, 3, dtype=dtype))
-    assert result.dtype == dtype and aggregator.gramian_weighting.weights.dtype == dtype
+    assert result.dtype == dtype and aggregator.gramian_weighting.weighting.weights.dtype == dtype
 
 
 def test_rows_not_divisible_by_the_number_of_estimates_raise():
@@ -100,7 +110,7 @@ def test_state_dict_round_trip():
 
 
 def test_representations():
-    assert repr(MoDo()) == "MoDo(gamma=0.001, rho=0.1, num_estimates=3)"
+    assert repr(MoDo()) == "MoDo(gamma=0.1, rho=0.1, num_estimates=3)"
     assert str(MoDo()) == "MoDo"
     assert str(MoDoWeighting()) == "MoDoWeighting"
 

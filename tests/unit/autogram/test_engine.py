@@ -47,17 +47,25 @@ def test_gramian_is_symmetric_positive_semidefinite() -> None:
     assert torch.linalg.eigvalsh(gramian).min() > -1e-10
 
 
-@pytest.mark.parametrize("batch_dim", [1, 2])
-def test_batch_dim_other_than_zero_keeps_the_order_of_output_flatten(batch_dim: int) -> None:
+@pytest.mark.parametrize("batch_dim", [1, 2, -1])
+def test_batch_dim_is_the_batch_dimension_of_the_output_only(batch_dim: int) -> None:
+    # As in torchjd 0.18: the modules are batched on their first dimension, the output anywhere.
     torch.manual_seed(0)
-    linear = nn.Linear(3, 2).double()
+    linear = nn.Linear(3, 4).double()
     engine = Engine(linear, batch_dim=batch_dim)
-    shape = [2, 2, 2]
-    shape[batch_dim] = 5
-    x = torch.randn(*shape, 3, dtype=torch.float64)  # the batch is dimension batch_dim of x and of y
-    output = linear(x) ** 2
+    y = linear(torch.randn(5, 3, dtype=torch.float64)) ** 2  # [5 samples, 4]
+    output = y.view(5, 2, 2).movedim(0, batch_dim)  # the samples in dimension batch_dim
 
-    torch.testing.assert_close(engine.compute_gramian(output), dense_gramian(output, list(linear.parameters())))
+    gramian = engine.compute_gramian(output)
+
+    torch.testing.assert_close(gramian, dense_gramian(output, list(linear.parameters())))
+
+
+def test_losses_of_tasks_by_samples_with_batch_dim_1() -> None:
+    model = make_mlp()
+    engine = Engine(model, batch_dim=1)
+    losses = (model(torch.randn(6, 3, dtype=torch.float64)) ** 2).T  # [2 tasks, 6 samples]
+    torch.testing.assert_close(engine.compute_gramian(losses), dense_gramian(losses, list(model.parameters())))
 
 
 def test_two_outputs_of_one_graph_and_two_forwards() -> None:
@@ -153,7 +161,7 @@ def test_ordinary_training_still_works_with_hooks() -> None:
         ((nn.ReLU(),), 0, ValueError, "`modules`"),
         ((nn.Linear(2, 2),), 0.5, TypeError, "`batch_dim`"),
         ((nn.Linear(2, 2),), True, TypeError, "`batch_dim`"),
-        ((nn.Linear(2, 2),), -1, ValueError, "`batch_dim`"),
+        ((nn.Linear(2, 2),), "0", TypeError, "`batch_dim`"),
     ],
 )
 def test_invalid_arguments_raise(modules: tuple, batch_dim: object, error: type, match: str) -> None:
@@ -245,9 +253,10 @@ def test_invalid_output_raises(output: object, error: type, match: str) -> None:
         engine.compute_gramian(output)  # type: ignore[arg-type]
 
 
-def test_output_without_batch_dim_raises() -> None:
+@pytest.mark.parametrize("batch_dim", [1, -2])
+def test_output_without_batch_dim_raises(batch_dim: int) -> None:
     linear = nn.Linear(2, 2)
-    engine = Engine(linear, batch_dim=1)
+    engine = Engine(linear, batch_dim=batch_dim)
     with pytest.raises(ValueError, match="`batch_dim`"):
         engine.compute_gramian(linear(torch.randn(3, 2)).sum(1))
 

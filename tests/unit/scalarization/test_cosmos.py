@@ -9,7 +9,7 @@ def test_cosmos_value_and_gradient_match_the_hand_formula(dtype: torch.dtype):
     preference = torch.tensor([0.2, 0.3, 0.5])
     lambda_ = 1.5
     losses = torch.tensor([1.0, 2.0, 0.5], dtype=dtype, requires_grad=True)
-    value = COSMOS(lambda_=lambda_, preference=preference)(losses)
+    value = COSMOS(lambda_=lambda_, weights=preference)(losses)
     r, L = preference.to(dtype), losses.detach()
     linear = r @ L
     cosine = linear / (r.norm() * L.norm())
@@ -29,7 +29,7 @@ def test_cosmos_without_penalty_is_the_linear_scalarization():
 
 
 def test_cosmos_penalty_favours_losses_aligned_with_the_preference():
-    scalarizer = COSMOS(lambda_=10.0, preference=torch.tensor([0.8, 0.2]))
+    scalarizer = COSMOS(lambda_=10.0, weights=torch.tensor([0.8, 0.2]))
     # Same linear term r^T L = 1.0; the first is aligned with r, the second is not.
     aligned = torch.tensor([0.8, 0.2]) / (0.8 * 0.8 + 0.2 * 0.2)
     misaligned = torch.tensor([0.25, 4.0])
@@ -39,17 +39,30 @@ def test_cosmos_penalty_favours_losses_aligned_with_the_preference():
 def test_cosmos_preference_can_be_reassigned_between_calls():
     scalarizer = COSMOS(lambda_=1.0)
     losses = torch.tensor([3.0, 4.0])
-    scalarizer.preference = torch.tensor([1.0, 0.0])
+    scalarizer.weights = torch.tensor([1.0, 0.0])
     torch.testing.assert_close(scalarizer(losses), torch.tensor(3.0 - 0.6))
-    assert "preference" in scalarizer.state_dict()
 
 
-def test_cosmos_of_zero_losses_is_nan():
-    assert torch.isnan(COSMOS(lambda_=1.0)(torch.zeros(2)))
+def test_cosmos_of_all_zero_values_is_zero_with_the_gradient_of_the_linear_term():
+    # The cosine is undefined at 0 (it was 0 / 0 = nan): taken as 0 there.
+    weights = torch.tensor([0.25, 0.75])
+    values = torch.zeros(2, requires_grad=True)
+    value = COSMOS(lambda_=1.0, weights=weights)(values)
+    assert value == 0.0
+    (gradient,) = torch.autograd.grad(value, values)
+    torch.testing.assert_close(gradient, weights)
+
+
+@mark.parametrize("scale", [1e-30, 1e30])
+def test_cosmos_cosine_is_exact_at_extreme_float32_scales(scale: float):
+    # ||L|| over- or underflows in float32 at these scales if computed directly.
+    values = torch.tensor([3.0, 4.0]) * scale
+    value = COSMOS(lambda_=1.0, weights=torch.tensor([1.0, 0.0]))(values)
+    torch.testing.assert_close(value, torch.tensor(3.0 * scale - 0.6))
 
 
 def test_cosmos_rejects_losses_of_another_length():
-    with raises(ValueError, match="`preference`"):
+    with raises(ValueError, match="`weights`"):
         COSMOS(1.0, torch.ones(2))(torch.ones(3))
 
 
@@ -59,8 +72,8 @@ def test_cosmos_rejects_losses_of_another_length():
         ({"lambda_": -0.1}, ValueError, "lambda_"),
         ({"lambda_": float("inf")}, ValueError, "lambda_"),
         ({"lambda_": "1"}, TypeError, "lambda_"),
-        ({"lambda_": 1.0, "preference": torch.tensor([0.5, -0.5])}, ValueError, "preference"),
-        ({"lambda_": 1.0, "preference": torch.tensor([1, 1])}, TypeError, "preference"),
+        ({"lambda_": 1.0, "weights": torch.tensor([0.5, -0.5])}, ValueError, "weights"),
+        ({"lambda_": 1.0, "weights": torch.tensor([1, 1])}, TypeError, "weights"),
     ],
 )
 def test_cosmos_rejects_invalid_parameters(kwargs: dict, error: type[Exception], name: str):

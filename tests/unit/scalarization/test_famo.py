@@ -8,7 +8,7 @@ from torchjd.scalarization import FAMO, Sum
 
 @mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_famo_value_and_gradient_match_the_hand_formula(dtype: torch.dtype):
-    famo = FAMO(num_tasks=3, min_losses=torch.tensor([0.0, 0.5, -1.0]), epsilon=1e-3)
+    famo = FAMO(3, min_losses=torch.tensor([0.0, 0.5, -1.0]), epsilon=1e-3)
     with torch.no_grad():
         famo.logits.copy_(torch.tensor([0.2, -0.4, 1.0]))
     losses = torch.tensor([2.0, 1.0, 0.5], dtype=dtype, requires_grad=True)
@@ -50,7 +50,7 @@ def test_famo_update_is_an_adam_step_on_the_softmax_vjp_of_the_log_loss_decrease
         ([1.1, 0.9, 3.0], [1.0, 0.5, 2.9]),
         ([1.0, 0.5, 2.9], [0.95, 0.45, 2.0]),
     ]
-    famo = FAMO(num_tasks=3, w_lr=0.1, gamma=0.01, epsilon=0.0).double()
+    famo = FAMO(3, lr=0.1, weight_decay=0.01, epsilon=0.0).double()
     for before, after in loss_pairs:
         famo(torch.tensor(before, dtype=torch.float64))
         famo.update(torch.tensor(after, dtype=torch.float64))
@@ -60,7 +60,7 @@ def test_famo_update_is_an_adam_step_on_the_softmax_vjp_of_the_log_loss_decrease
 
 
 def test_famo_update_moves_weight_to_the_task_that_improved_less():
-    famo = FAMO(num_tasks=2)
+    famo = FAMO(2)
     famo(torch.tensor([2.0, 2.0]))
     famo.update(torch.tensor([1.0, 1.9]))
     weights = torch.softmax(famo.logits, dim=0)
@@ -70,7 +70,7 @@ def test_famo_update_moves_weight_to_the_task_that_improved_less():
 
 
 def test_famo_update_needs_a_call_before_each_update():
-    famo = FAMO(num_tasks=2)
+    famo = FAMO(2)
     with raises(RuntimeError, match="update"):
         famo.update(torch.ones(2))
     famo(torch.tensor([2.0, 2.0]))
@@ -80,7 +80,7 @@ def test_famo_update_needs_a_call_before_each_update():
 
 
 def test_famo_records_nothing_in_eval_mode():
-    famo = FAMO(num_tasks=2)
+    famo = FAMO(2)
     famo(torch.tensor([2.0, 2.0]))
     famo.eval()
     famo(torch.tensor([7.0, 7.0]))
@@ -101,7 +101,7 @@ def test_famo_decreases_all_losses_at_similar_rates_on_a_toy_problem():
     def log_decreases(use_famo: bool) -> torch.Tensor:
         theta = torch.tensor([5.0, 5.0], requires_grad=True)
         initial = compute_losses(theta).detach()
-        famo, total = FAMO(num_tasks=2), Sum()
+        famo, total = FAMO(2), Sum()
         optimizer = torch.optim.SGD([theta], lr=0.02 if use_famo else 0.004)
         for _ in range(150):
             optimizer.zero_grad()
@@ -121,7 +121,7 @@ def test_famo_decreases_all_losses_at_similar_rates_on_a_toy_problem():
 
 
 def test_famo_state_dict_round_trips_into_a_fresh_instance():
-    famo = FAMO(num_tasks=2, w_lr=0.05)
+    famo = FAMO(2, lr=0.05)
     for before, after in [([2.0, 1.0], [1.5, 0.95]), ([1.5, 0.95], [1.2, 0.9])]:
         famo(torch.tensor(before))
         famo.update(torch.tensor(after))
@@ -129,14 +129,13 @@ def test_famo_state_dict_round_trips_into_a_fresh_instance():
     state = famo.state_dict()
     assert set(state) == {
         "logits",
-        "min_losses",
         "previous_losses",
         "has_previous_losses",
         "step",
         "exp_avg",
         "exp_avg_sq",
     }
-    fresh = FAMO(num_tasks=2, w_lr=0.05)
+    fresh = FAMO(2, lr=0.05)
     fresh.load_state_dict(state)
     for scalarizer in (famo, fresh):
         scalarizer.update(torch.tensor([1.0, 0.85]))
@@ -147,18 +146,18 @@ def test_famo_state_dict_round_trips_into_a_fresh_instance():
 
 
 def test_famo_reset_forgets_everything_but_the_hyper_parameters():
-    famo = FAMO(num_tasks=2, min_losses=torch.tensor([0.1, 0.2]))
+    famo = FAMO(2, min_losses=torch.tensor([0.1, 0.2]))
     famo(torch.tensor([2.0, 1.0]))
     famo.update(torch.tensor([1.0, 0.9]))
     famo(torch.tensor([1.0, 0.9]))
     famo.reset()
-    fresh = FAMO(num_tasks=2, min_losses=torch.tensor([0.1, 0.2]))
+    fresh = FAMO(2, min_losses=torch.tensor([0.1, 0.2]))
     for name, tensor in famo.state_dict().items():
         assert torch.equal(tensor, fresh.state_dict()[name])
 
 
 def test_famo_logits_are_a_parameter_that_backpropagation_does_not_touch():
-    famo = FAMO(num_tasks=3)
+    famo = FAMO(3)
     assert [name for name, _ in famo.named_parameters()] == ["logits"]
     losses = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     famo(losses).backward()
@@ -166,31 +165,31 @@ def test_famo_logits_are_a_parameter_that_backpropagation_does_not_touch():
 
 
 def test_famo_rejects_losses_below_their_lower_bound():
-    famo = FAMO(num_tasks=2, min_losses=torch.tensor([1.0, 0.0]))
-    with raises(ValueError, match="`losses`"):
+    famo = FAMO(2, min_losses=torch.tensor([1.0, 0.0]))
+    with raises(ValueError, match="`values`"):
         famo(torch.tensor([0.5, 1.0]))
     famo(torch.tensor([2.0, 1.0]))
-    with raises(ValueError, match="`new_losses`"):
+    with raises(ValueError, match="`values`"):
         famo.update(torch.tensor([0.5, 1.0]))
 
 
 def test_famo_rejects_new_losses_of_another_shape():
-    famo = FAMO(num_tasks=2)
+    famo = FAMO(2)
     famo(torch.ones(2))
-    with raises(ValueError, match="`losses`"):
+    with raises(ValueError, match="`values`"):
         famo.update(torch.ones(3))
-    with raises(ValueError, match="`losses`"):
+    with raises(ValueError, match="`values`"):
         famo(torch.ones(3))
 
 
 @mark.parametrize(
     ["kwargs", "error", "name"],
     [
-        ({"num_tasks": 0}, ValueError, "num_tasks"),
-        ({"num_tasks": 2.0}, TypeError, "num_tasks"),
-        ({"w_lr": 0.0}, ValueError, "w_lr"),
-        ({"w_lr": "0.1"}, TypeError, "w_lr"),
-        ({"gamma": -1e-3}, ValueError, "gamma"),
+        ({"shape": 0}, ValueError, "shape"),
+        ({"shape": 2.0}, TypeError, "shape"),
+        ({"lr": 0.0}, ValueError, "lr"),
+        ({"lr": "0.1"}, TypeError, "lr"),
+        ({"weight_decay": -1e-3}, ValueError, "weight_decay"),
         ({"epsilon": -1.0}, ValueError, "epsilon"),
         ({"min_losses": torch.zeros(3)}, ValueError, "min_losses"),
         ({"min_losses": torch.tensor([0.0, float("nan")])}, ValueError, "min_losses"),
@@ -198,4 +197,4 @@ def test_famo_rejects_new_losses_of_another_shape():
 )
 def test_famo_rejects_invalid_parameters(kwargs: dict, error: type[Exception], name: str):
     with raises(error, match=f"`{name}`"):
-        FAMO(**({"num_tasks": 2} | kwargs))
+        FAMO(**({"shape": 2} | kwargs))

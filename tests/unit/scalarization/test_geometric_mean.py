@@ -30,7 +30,11 @@ def test_geometric_mean_does_not_overflow_on_many_large_losses():
     torch.testing.assert_close(GeometricMean()(losses), torch.tensor(1e10))
 
 
-@mark.parametrize("bad", [0.0, -1.0])
-def test_geometric_mean_rejects_non_positive_losses(bad: float):
-    with raises(ValueError, match="`losses`"):
-        GeometricMean()(torch.tensor([1.0, bad]))
+def test_geometric_mean_rejects_negative_values():
+    with raises(ValueError, match="`values`"):
+        GeometricMean()(torch.tensor([1.0, -1.0]))
+
+
+def test_geometric_mean_with_a_zero_value_is_zero():
+    # (1 * 0 * 4)^(1/3) = 0, as in torchjd 0.18.
+    assert GeometricMean()(torch.tensor([1.0, 0.0, 4.0])) == 0.0
