@@ -8,7 +8,8 @@ training on half of every batch, against single-process training on whole batche
   averages; this must equal single-process IWRM with the block-diagonal Gramian (the cross-rank
   sample pairs ignored), computed here from a dense per-sample Jacobian.
 
-One launch (a module-scoped fixture) runs every scenario on both ranks.
+One launch (shared with the FSDP2 tests of ``test_distributed_fsdp.py``) runs every scenario on
+both ranks.
 """
 
 from typing import Any
@@ -22,39 +23,26 @@ import torchjd.aggregation
 from integration._distributed_scenarios import (
     LR,
     aggregators,
+    assert_identical_on_ranks,
+    assert_same_trajectory,
     iwrm_batches,
     iwrm_weightings,
     new_iwrm_model,
     new_mtl_model,
+    launched,
     rank_slice,
     snapshot,
+    train_iwrm_block_diagonal,
     train_mtl,
-    worker,
 )
 from torchjd.aggregation import Weighting
-from unit.distributed._launch import run_on_ranks
 
 WORLD_SIZE = 2
-TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
 @pytest.fixture(scope="module")
 def results() -> list[dict[str, Any]]:
-    return run_on_ranks(worker, WORLD_SIZE)
-
-
-def assert_identical_on_ranks(trajectories: list[list[list[Tensor]]]) -> None:
-    for step, params_per_rank in enumerate(zip(*trajectories)):
-        for params in zip(*params_per_rank):
-            for param in params[1:]:
-                assert torch.equal(param, params[0]), f"Ranks differ after step {step}."
-
-
-def assert_same_trajectory(actual: list[list[Tensor]], expected: list[list[Tensor]]) -> None:
-    assert len(actual) == len(expected)
-    for step, (actual_params, expected_params) in enumerate(zip(actual, expected)):
-        for actual_param, expected_param in zip(actual_params, expected_params):
-            assert_close(actual_param, expected_param, **TOLERANCE, msg=lambda m: f"Step {step}: {m}")
+    return launched(WORLD_SIZE)
 
 
 @pytest.mark.parametrize("aggregator", list(aggregators()))
@@ -81,30 +69,6 @@ def test_ddp_mtl_without_sync_raises(results: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize("weighting", list(iwrm_weightings()))
 def test_ddp_iwrm_parameters_identical_on_ranks(results: list[dict[str, Any]], weighting: str) -> None:
     assert_identical_on_ranks([result["iwrm"][weighting] for result in results])
-
-
-def train_iwrm_block_diagonal(weighting: Weighting, world_size: int) -> list[list[Tensor]]:
-    """
-    Single-process IWRM on whole batches whose weights come from the block-diagonal Gramian, the
-    blocks being the ranks' shares: ``(1 / world_size) * sum_r weighting(J_r J_rᵀ) @ J_r``, with the
-    per-sample Jacobian ``J`` formed densely by an autograd loop.
-    """
-
-    model = new_iwrm_model()
-    params = list(model.parameters())
-    optimizer = torch.optim.SGD(params, lr=LR)
-    trajectory = []
-    for x, y in iwrm_batches():
-        losses = (model(x).squeeze(1) - y) ** 2
-        rows = [torch.autograd.grad(loss, params, retain_graph=True) for loss in losses]
-        jacobian = torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])  # [B, n]
-        blocks = [jacobian[rank_slice(rank, world_size)] for rank in range(world_size)]
-        gradient = sum(weighting(block @ block.T) @ block for block in blocks) / world_size
-        for param, value in zip(params, gradient.split([p.numel() for p in params])):
-            param.grad = value.view(param.shape)
-        optimizer.step()
-        trajectory.append(snapshot(model))
-    return trajectory
 
 
 @pytest.mark.parametrize("weighting", list(iwrm_weightings()))

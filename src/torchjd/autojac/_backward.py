@@ -2,6 +2,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
+from torchjd.distributed import _fsdp
+
 from ._graph import get_leaves
 from ._jac import run
 from ._transform import AccumulateJac, Jac
@@ -66,10 +68,12 @@ def backward(
         else as_jac_outputs(jac_tensors, tensors, tensor_list, "jac_tensors")
     )
     m = sum(t.numel() for t in tensor_list) if jacobians is None else jacobians[0].shape[0]
+    input_list = _fsdp.to_unsharded(input_list, m, "inputs")  # FSDP2: the graph's leaves.
     check_existing_jacs(input_list, m, "inputs")
 
     unique_inputs = list(dict.fromkeys(input_list))
     if not unique_inputs:
         return
     differentiate = Jac(tensor_list, unique_inputs, parallel_chunk_size, retain_graph, create_graph)
-    run(AccumulateJac() << differentiate, tensor_list, jacobians)
+    with _fsdp.backward_pass(unique_inputs):  # FSDP2: .jac onto the shards, see _fsdp.
+        run(AccumulateJac() << differentiate, tensor_list, jacobians)

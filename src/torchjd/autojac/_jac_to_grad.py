@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torchjd.aggregation import Aggregator, WeightedAggregator, Weighting
+from torchjd.distributed import _fsdp
 from torchjd.distributed._marks import check_synchronized
 
 from ._validation import as_list_of_tensors, check_distinct
@@ -81,6 +82,12 @@ def jac_to_grad(
     # Several processes training together must aggregate the same (averaged) Jacobian, or their
     # replicas drift apart silently; no-op in a single process. See torchjd.distributed.
     check_synchronized(tensor_list)
+    if _fsdp.any_sharded(tensor_list):  # FSDP2: from the all-reduced Gramian of the shards.
+        weights, gradients = _fsdp.sharded_jac_to_grad(tensor_list, jacobians, aggregator)
+        del jacobians
+        for tensor, gradient in zip(tensor_list, gradients):
+            _accumulate_grad(tensor, gradient, retain_jac)
+        return weights
 
     # Under autocast (e.g. Lightning's "bf16-mixed"), the products below would come out in low
     # precision and could not be assigned to the .grad of full-precision tensors.
@@ -183,10 +190,11 @@ def _get_jacobians(tensors: list[Tensor]) -> list[Tensor]:
                 f"Parameter `tensors` should have `.jac` fields that are tensors. Element {index} "
                 f"has a `.jac` of type `{type(jacobian).__name__}`."
             )
-        if jacobian.dim() != tensor.dim() + 1 or jacobian.shape[1:] != tensor.shape:
+        row_shape = _fsdp.local_shape(tensor)  # FSDP2: rows of the local shard
+        if jacobian.dim() != len(row_shape) + 1 or jacobian.shape[1:] != row_shape:
             raise ValueError(
                 f"Parameter `tensors` should have `.jac` fields of shape [m] + tensor.shape. "
-                f"Element {index} (shape {list(tensor.shape)}) has a `.jac` of shape "
+                f"Element {index} (shape {list(row_shape)}) has a `.jac` of shape "
                 f"{list(jacobian.shape)}."
             )
         if jacobian.dtype != tensor.dtype or jacobian.device != tensor.device:

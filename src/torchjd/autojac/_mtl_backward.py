@@ -2,6 +2,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
+from torchjd.distributed import _fsdp
+
 from ._graph import get_leaves, graphs_overlap
 from ._transform import (
     AccumulateGrad,
@@ -98,6 +100,9 @@ def mtl_backward(
         if shared_params is None
         else as_input_list(shared_params, "shared_params", True)
     )
+    # FSDP2: the graph reaches the unsharded copies of sharded parameters.
+    shared = _fsdp.to_unsharded(shared, len(tensor_list), "shared_params")
+    task_param_lists = [_fsdp.to_unsharded(ps, None, "tasks_params") for ps in task_param_lists]
     _check_no_overlap(shared, task_param_lists, feature_list)
     check_existing_jacs(shared, len(tensor_list), "shared_params")
 
@@ -127,7 +132,8 @@ def mtl_backward(
     accumulate = branches[0] if len(branches) == 1 else Conjunction(branches)
     transform = accumulate << heads
     transform.check_keys(set())
-    transform({})
+    with _fsdp.backward_pass(unique_shared + [p for ps in task_param_lists for p in ps]):
+        transform({})
 
 
 def _heads_stage(

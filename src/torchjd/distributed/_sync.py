@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 from torch.distributed import ProcessGroup
 
+from ._fsdp import is_dtensor
 from ._marks import mark
 
 
@@ -41,6 +42,14 @@ def sync_jacobians(tensors: Iterable[Tensor], group: ProcessGroup | None = None)
             raise TypeError(
                 f"Parameter `tensors` should only contain tensors. Element {index} is a "
                 f"`{type(tensor).__name__}`."
+            )
+    for index, tensor in enumerate(tensor_list):
+        if is_dtensor(tensor):
+            raise ValueError(
+                f"Parameter `tensors` contains a DTensor (element {index}), e.g. a parameter "
+                "sharded by `torch.distributed.fsdp.fully_shard`. Under FSDP2, `backward` and "
+                "`mtl_backward` already average the `.jac` fields of the sharded parameters over "
+                "the ranks (and FSDP the `.grad` fields): do not call `sync_jacobians` on them."
             )
     if not torch.distributed.is_available() or not torch.distributed.is_initialized():
         raise RuntimeError(
