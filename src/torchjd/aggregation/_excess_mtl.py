@@ -104,6 +104,9 @@ class ExcessMTLWeighting(LazyStateMixin, MatrixWeighting, Stateful):
             )
             weights = weights * torch.exp(self.robust_step_size * ratios)
             weights = m * weights / weights.sum()
+        if not bool(torch.isfinite(risks).all() and torch.isfinite(weights).all()):
+            # The squares overflowed: a skipped step, which leaves the state as it was.
+            return torch.full_like(risks, float("nan"))
 
         self.squared_gradient_sums = sums
         self.initial_risks = initial_risks
