@@ -29,6 +29,7 @@ _MAX_BACKTRACKS = 60
 _TOLERANCE_FACTOR = 64  # stop when an iteration moves w by less than this many eps (L1)
 _SUPPORT_FACTOR = 1024  # weights below this many eps (relative to the largest) start outside
 _RESIDUAL_FACTOR = 1024  # the support's linear system must hold to this many eps
+_NOISE_FACTOR = 4  # times sqrt(eps): the precision of ||g_w|| computed from a rounded Gramian
 _KKT_FACTOR = 1024  # a row outside the support may fall below μ by this many eps
 
 
@@ -90,7 +91,8 @@ class CAGradWeighting(GramianWeighting):
     improvement ``g_i · d*``, the others at least as much), adding or dropping rows until they all
     hold. Runs under ``torch.no_grad()``.
 
-    When ``||g_w*||`` is at most ``norm_eps · ||g_0||``, the convex hull of the rows contains the
+    When ``||g_w*||`` is at most ``norm_eps · ||g_0||`` (or below the precision
+    ``4 sqrt(eps · trace(G))`` at which a Gramian rounded in its dtype knows it), the convex hull of the rows contains the
     origin (up to that relative tolerance) and the direction ``g_w* / ||g_w*||`` is undefined: then
     the primal optimum is taken directly, ``d* = 0`` for ``c >= 1`` (it lies in the ball and
     conflicts with no row) and ``d* = g_0`` for ``c < 1``.
@@ -122,11 +124,14 @@ class CAGradWeighting(GramianWeighting):
         # The dual is ill-conditioned when the convex hull of the rows nearly contains the origin
         # (``λ`` is then large and amplifies any error in ``w*``), so the small ``[m, m]`` problem
         # is solved in float64 wherever the device has it.
+        # A norm ||g_w|| computed from a Gramian with rounding errors eps ||G|| is only known to
+        # about sqrt(eps ||G||): below that, it counts as zero.
+        noise_floor = _NOISE_FACTOR * torch.finfo(stat.dtype).eps ** 0.5
         if stat.dtype != torch.float64 and stat.device.type != "mps":
-            return self._weights(stat.double()).to(stat.dtype)
-        return self._weights(stat)
+            return self._weights(stat.double(), noise_floor).to(stat.dtype)
+        return self._weights(stat, noise_floor)
 
-    def _weights(self, gramian: Tensor) -> Tensor:
+    def _weights(self, gramian: Tensor, noise_floor: float) -> Tensor:
         m = gramian.shape[0]
         uniform = torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
         trace = torch.trace(gramian)
@@ -142,7 +147,7 @@ class CAGradWeighting(GramianWeighting):
 
         weights = self._minimize_dual(normalized, linear, radius)
         gw_norm = torch.sqrt((weights @ normalized @ weights).clamp(min=0.0))
-        if bool(gw_norm <= self.norm_eps * mean_norm):
+        if bool(gw_norm <= max(self.norm_eps * mean_norm, noise_floor)):  # normalized: ||G|| = 1
             return torch.zeros_like(uniform) if self.c >= 1.0 else uniform
         return uniform + (radius / gw_norm) * weights  # λ = c ||g_0|| / ||g_w*||
 
@@ -170,7 +175,7 @@ class CAGradWeighting(GramianWeighting):
                 if bool(candidate_value <= bound + tolerance * value.abs()):
                     break
                 step = step / 2.0
-            if bool(candidate_value > value):  # no progress left at this precision
+            if not bool(candidate_value <= value):  # no progress left at this precision
                 break
             weights, value, gradient = candidate, candidate_value, candidate_gradient
             if float(move.abs().sum()) <= tolerance:
