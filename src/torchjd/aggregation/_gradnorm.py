@@ -133,15 +133,15 @@ class GradNorm(LazyStateMixin, Aggregator, Stateful):
             new_weights = (weights - self.lr * torch.sign(weighted_norms - targets) * norms).clamp(
                 min=0.0
             )
+            self._losses = None
+            if not bool(torch.isfinite(new_weights).all()):
+                # The norms overflowed: the step is skipped and the weights are left as they were.
+                return torch.full_like(result, float("nan"))
             total = new_weights.sum()
             if total > 0:
                 new_weights = m * new_weights / total
             else:
                 new_weights = torch.ones_like(new_weights)
-            self._losses = None
-            if not bool(torch.isfinite(new_weights).all()):
-                # The norms overflowed: the step is skipped and the weights are left as they were.
-                return torch.full_like(result, float("nan"))
             self.loss_weights = new_weights
         return result
 
