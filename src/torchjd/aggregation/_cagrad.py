@@ -92,10 +92,14 @@ class CAGradWeighting(GramianWeighting):
     hold. Runs under ``torch.no_grad()``.
 
     When ``||g_w*||`` is at most ``norm_eps · ||g_0||`` (or below the precision
-    ``4 sqrt(eps · trace(G))`` at which a Gramian rounded in its dtype knows it), the convex hull of the rows contains the
-    origin (up to that relative tolerance) and the direction ``g_w* / ||g_w*||`` is undefined: then
-    the primal optimum is taken directly, ``d* = 0`` for ``c >= 1`` (it lies in the ball and
-    conflicts with no row) and ``d* = g_0`` for ``c < 1``.
+    ``4 sqrt(eps · trace(G))`` at which a Gramian rounded in its dtype knows it), the convex hull
+    of the rows contains the origin (up to that relative tolerance) and the direction
+    ``g_w* / ||g_w*||`` is undefined: then the primal optimum is taken directly, ``d* = 0`` for
+    ``c >= 1`` (it lies in the ball and conflicts with no row) and ``d* = g_0`` for ``c < 1``.
+
+    The ``[m, m]`` problem is solved in float64 (where the device has it) and the weights are
+    returned in the Gramian's dtype: near the degenerate case ``λ`` is large and amplifies any
+    error in ``w*``.
 
     :param c: The radius of the ball around ``g_0``, relative to ``||g_0||``; ``c = 0`` gives the
         mean. The paper's default is ``0.5`` (its convergence guarantee needs ``c < 1``). With

@@ -9,8 +9,9 @@ From `ConFIG: Towards Conflict-free Training of Physics Informed Neural Networks
 ``g_u = ĝ / ||ĝ||`` and the aggregation is ``(Σ_i g_i · g_u) g_u``.
 
 ``U ĝ = w`` when the rows are linearly independent, so ``g_u`` has the same cosine with every row
-(for ``w = 1``) and is conflict-free. Zero rows are left as zero rows of ``U``; a zero ``ĝ`` (``w`` orthogonal to
-the row space of ``U``, e.g. on two antiparallel rows) gives the exact zero aggregation.
+(for ``w = 1``) and is conflict-free. Zero rows are left as zero rows of ``U``; a zero ``ĝ`` (``w``
+orthogonal to the row space of ``U``, e.g. on two antiparallel rows) gives the exact zero
+aggregation.
 """
 
 import torch

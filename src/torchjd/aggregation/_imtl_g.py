@@ -53,7 +53,8 @@ class IMTLGWeighting(GramianWeighting):
         # G, so the aggregation is exactly 0. The null vector with the smallest norm that sums to
         # one is P 1 / (1^T P 1), P = I - G⁺ G the projector onto the null space.
         residual = norms - gramian @ unnormalized
-        null_projector = torch.eye(m, dtype=gramian.dtype, device=gramian.device) - inverse @ gramian
+        identity = torch.eye(m, dtype=gramian.dtype, device=gramian.device)
+        null_projector = identity - inverse @ gramian
         null_weights = null_projector.sum(dim=1)  # P 1
         null_total = null_weights.sum()  # 1^T P 1 = ||P 1||², 0 if no null vector sums to one
         outside_range = torch.linalg.vector_norm(residual) > range_tolerance * norms.sum()
