@@ -9,8 +9,9 @@ From `ConFIG: Towards Conflict-free Training of Physics Informed Neural Networks
 ``g_u = ĝ / ||ĝ||`` and the aggregation is ``(Σ_i g_i · g_u) g_u``.
 
 ``U ĝ = w`` when the rows are linearly independent, so ``g_u`` has the same cosine with every row
-(for ``w = 1``) and is conflict-free. Zero rows are left as zero rows of ``U``; a zero ``ĝ`` gives
-a zero aggregation.
+(for ``w = 1``) and is conflict-free. Zero rows are left as zero rows of ``U``; a zero ``ĝ`` (``w``
+orthogonal to the row space of ``U``, e.g. on two antiparallel rows) gives the exact zero
+aggregation.
 """
 
 import torch
@@ -18,6 +19,9 @@ from torch import Tensor
 
 from ._aggregator_bases import Aggregator
 from ._preferences import preference_weights
+
+# U U⁺ w below this many eps (times m ||w||) is rounding noise of a zero projection.
+_NOISE_FACTOR = 16
 
 
 class ConFIG(Aggregator):
@@ -67,7 +71,12 @@ class ConFIG(Aggregator):
         units = matrix / torch.where(norms > 0, norms, torch.ones_like(norms))  # U, [m, n]
         direction = torch.linalg.pinv(units) @ preferences  # U⁺ w, [n]
         direction_norm = torch.linalg.vector_norm(direction)
-        is_zero = direction_norm <= 0
+        # U U⁺ w is the projection of w onto the range of U. When w is orthogonal to that range
+        # (e.g. two antiparallel rows and w = 1), the exact U⁺ w is 0 and what pinv returns is
+        # rounding noise: normalizing it would give an arbitrary, conflicting direction.
+        projected_norm = torch.linalg.vector_norm(units @ direction)
+        noise_level = _NOISE_FACTOR * units.shape[0] * torch.finfo(matrix.dtype).eps
+        is_zero = projected_norm <= noise_level * torch.linalg.vector_norm(preferences)
         unit_direction = direction / torch.where(
             is_zero, torch.ones_like(direction_norm), direction_norm
         )

@@ -10,7 +10,8 @@ sums them.
 
 with ``σ`` the parameter ``beta_sigma`` and ``t`` the call count (from 1). The averages start at
 zero and are kept in the buffer ``averaged_jacobian`` ``[m, n]``, the count in ``step``. An average
-of norm zero contributes nothing.
+of norm zero contributes nothing. A call whose result is non-finite (the norms overflowed) leaves
+the state unchanged.
 
 DB-MTL balances the loss scales too, by differentiating the logarithms of the losses: that part
 is the user's, who passes the Jacobian of ``log(losses)`` (e.g.
@@ -76,11 +77,16 @@ class DBMTL(LazyStateMixin, Aggregator, Stateful):
         rate = self.beta / float(step) ** self.beta_sigma
         averaged = rate * averaged + (1.0 - rate) * matrix
         norms = averaged.norm(dim=1)
-        scales = torch.where(norms > 0, norms.max() / norms.clamp(min=torch.finfo(norms.dtype).tiny), 0.0)
+        tiny = torch.finfo(norms.dtype).tiny
+        scales = torch.where(norms > 0, norms.max() / norms.clamp(min=tiny), 0.0)
+        result = scales @ averaged
+        if not bool(torch.isfinite(result).all()):
+            # The norms or the rescaled sum overflowed: the step is skipped, the state kept.
+            return result
 
         self.averaged_jacobian = averaged
         self.step = step
-        return scales @ averaged
+        return result
 
     def extra_repr(self) -> str:
         return f"beta={self.beta!r}, beta_sigma={self.beta_sigma!r}"

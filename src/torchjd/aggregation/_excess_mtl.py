@@ -102,6 +102,9 @@ class ExcessMTLWeighting(LazyStateMixin, MatrixWeighting, Stateful):
             weights = self.weights.to(**like)
             warmup_risks = self.warmup_risks.to(**like)
         risks = (matrix**2 / (sums + _EPSILON).sqrt()).sum(dim=1)
+        if not bool(torch.isfinite(risks).all()):
+            # The squares overflowed: a skipped step, which leaves the state as it was.
+            return torch.full_like(risks, float("nan"))
         step = int(self.step)
         self.step += 1
         self.squared_gradient_sums = sums

@@ -23,6 +23,10 @@ values recorded are ``L_i(0)``. The weights are updated in closed form, so they 
 (``loss_weights``), not an ``nn.Parameter``: no optimizer needs to know about them. Buffers:
 ``loss_weights`` ``[m]`` (starting at 1) and ``initial_losses`` ``[m]``.
 
+**Non-finite steps.** A step with non-finite losses, matrix or gradient norms (e.g. an overflowing
+``torch.amp`` step) returns NaN and changes no state: non-finite losses are never recorded as the
+initial ones, and the weights are not updated.
+
 Paper: `GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep Multitask Networks
 <https://arxiv.org/abs/1711.02257>`_ (Chen et al., ICML 2018).
 """
@@ -82,7 +86,8 @@ class GradNorm(LazyStateMixin, Aggregator, Stateful):
             )
         check_state_size(self.initial_losses, losses.shape[0], "GradNorm")
         losses = losses.detach()
-        if self.initial_losses.numel() == 0:
+        # Non-finite losses (an overflowing mixed-precision step) are never the initial ones.
+        if self.initial_losses.numel() == 0 and bool(torch.isfinite(losses).all()):
             self.initial_losses = losses.clone()
         self._losses = losses
 
@@ -108,6 +113,10 @@ class GradNorm(LazyStateMixin, Aggregator, Stateful):
             weights = torch.ones(m, dtype=matrix.dtype, device=matrix.device)
         else:
             weights = self.loss_weights.to(dtype=matrix.dtype, device=matrix.device)
+        if self.initial_losses.numel() == 0 or not bool(torch.isfinite(losses).all()):
+            # A skipped step (non-finite losses): NaN, and the weights are left as they were.
+            self._losses = None
+            return torch.full_like(matrix[0], float("nan"))
         result = weights @ matrix
 
         with torch.no_grad():
@@ -124,13 +133,16 @@ class GradNorm(LazyStateMixin, Aggregator, Stateful):
             new_weights = (weights - self.lr * torch.sign(weighted_norms - targets) * norms).clamp(
                 min=0.0
             )
+            self._losses = None
+            if not bool(torch.isfinite(new_weights).all()):
+                # The norms overflowed: the step is skipped and the weights are left as they were.
+                return torch.full_like(result, float("nan"))
             total = new_weights.sum()
             if total > 0:
                 new_weights = m * new_weights / total
             else:
                 new_weights = torch.ones_like(new_weights)
             self.loss_weights = new_weights
-            self._losses = None
         return result
 
     def extra_repr(self) -> str:

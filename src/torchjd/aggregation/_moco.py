@@ -12,7 +12,8 @@ steps on the simplex.
 where ``Π_Δ`` is the Euclidean projection onto the probability simplex. ``Y`` starts at zero and
 ``λ`` at ``1/m``; they are kept in the buffers ``tracked_jacobian`` ``[m, n]`` and ``weights``
 ``[m]``. The direction is a combination of the tracked rows, not of the current ones, so MoCo is
-not a weighting of the current matrix. The paper also projects ``Y`` onto a bounded set for its
+not a weighting of the current matrix. A call whose result is non-finite leaves the state
+unchanged. The paper also projects ``Y`` onto a bounded set for its
 analysis; like its experiments, this implementation does not.
 
 Paper: `Mitigating Gradient Bias in Multi-objective Learning: A Provably Convergent Approach
@@ -86,6 +87,10 @@ class MoCo(LazyStateMixin, Aggregator, Stateful):
         tracked = tracked - self.beta * (tracked - matrix)
         step = tracked @ (tracked.T @ weights) + self.rho * weights
         weights = project_onto_simplex(weights - self.gamma * step)
+        if not bool(torch.isfinite(weights).all()):
+            # The products overflowed (a finite matrix whose Gramian does not fit the dtype): the
+            # step is non-finite, so it is skipped as a whole and the state is left as it was.
+            return torch.full_like(matrix[0], float("nan"))
 
         self.tracked_jacobian = tracked
         self.weights = weights

@@ -116,6 +116,9 @@ class _NashMTLWeighting(MatrixWeighting, Stateful):
                 f"Parameter `n_tasks` is {self.n_tasks} but the matrix has {m} rows (one per task)."
             )
         gramian = matrix @ matrix.T
+        if not bool(torch.isfinite(gramian).all()):
+            # A finite matrix whose Gramian overflows: a skipped step, which changes no state.
+            return torch.full((m,), float("nan"), dtype=matrix.dtype, device=matrix.device)
         is_stale = self.previous_weights.shape != (m,)
         if is_stale or int(self.step) % self.update_weights_every == 0:
             frobenius = torch.linalg.matrix_norm(gramian)

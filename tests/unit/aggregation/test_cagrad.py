@@ -128,3 +128,52 @@ def test_cagrad_rejects_invalid_parameters():
         CAGrad(c=0.5, norm_eps=-1.0)
     with raises(ValueError, match="`c`"):
         CAGradWeighting(c=float("nan"))
+
+
+@mark.parametrize("dtype", [torch.float32, torch.float64])
+@mark.parametrize("c", [1.0, 1.5, 3.0])
+@mark.parametrize("seed", range(8))
+def test_cagrad_with_c_at_least_one_never_conflicts(seed: int, c: float, dtype: torch.dtype):
+    # With c >= 1 the ball around g_0 contains the origin, so the worst improvement is >= 0. A
+    # strongly conflicting fourth row puts the origin close to the convex hull of the rows.
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(4, 7, generator=generator, dtype=dtype)
+    matrix[3] = -3 * matrix[:3].sum(dim=0) + 0.3 * torch.randn(7, generator=generator, dtype=dtype)
+    result = CAGrad(c=c)(matrix)
+    cosines = matrix @ result / (matrix.norm(dim=1) * result.norm().clamp(min=1e-30))
+    assert cosines.min() >= -1e-6
+
+
+@mark.parametrize("seed", range(4))
+def test_cagrad_solution_satisfies_the_optimality_conditions(seed: int):
+    # Primal-dual: d* = g_0 + r g_w / ||g_w|| has worst improvement equal to the dual value F(w*),
+    # and w* beats every simplex corner and random point.
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(5, 8, generator=generator, dtype=torch.float64)
+    matrix[4] = -2 * matrix[:4].mean(dim=0) + 0.1 * matrix[4]  # rows stay independent
+    c = 0.7
+    result = CAGrad(c=c)(matrix)
+    weights = _dual_weights(result, matrix)
+    dual_value = _dual_objective(weights, matrix, c)
+    assert torch.isclose((matrix @ result).min(), dual_value, atol=1e-10)
+    assert (result - matrix.mean(dim=0)).norm() <= c * matrix.mean(dim=0).norm() * (1 + 1e-9)
+
+
+@mark.parametrize("scale", [1e-30, 1e-3, 1e3, 1e30])
+def test_cagrad_is_exactly_scale_covariant_with_the_default_norm_eps(scale: float):
+    generator = torch.Generator().manual_seed(5)
+    matrix = torch.randn(4, 6, generator=generator, dtype=torch.float64)
+    result = CAGrad(c=0.5)(matrix)
+    assert (CAGrad(c=0.5)(scale * matrix) / scale - result).norm() <= 1e-6 * result.norm()
+
+
+@mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cagrad_with_the_origin_in_the_hull_gives_zero_for_c_at_least_one(dtype: torch.dtype):
+    # Rows g and -3 g: the mean is -g, the ball of radius c ||g|| >= ||g|| contains 0, and every
+    # direction of the row space but 0 conflicts with one of the rows.
+    g = torch.tensor([1.0, -2.0, 0.5], dtype=dtype)
+    matrix = torch.stack([g, -3 * g])
+    assert torch.equal(CAGrad(c=1.5)(matrix), torch.zeros(3, dtype=dtype))
+    # With c < 1 the ball excludes 0: the best is to move from -g towards g by c ||g||.
+    result = CAGrad(c=0.5, norm_eps=0.0)(matrix.double())
+    assert torch.allclose(result, -0.5 * g.double())

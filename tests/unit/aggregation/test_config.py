@@ -88,3 +88,22 @@ def test_config_rejects_invalid_parameters():
         ConFIG(pref_vector=torch.ones(2, 2))
     with raises(ValueError, match="pref_vector"):
         ConFIG(pref_vector=torch.ones(3))(torch.ones(2, 4))
+
+
+@mark.parametrize("dtype", [torch.float32, torch.float64])
+@mark.parametrize("factor", [1.0, 2.5, 1e3])
+def test_config_on_antiparallel_rows_is_exactly_zero(factor: float, dtype: torch.dtype):
+    # U = [u; -u], w = 1 is orthogonal to the range of U: U⁺ w = 0, so the direction is 0 (not a
+    # normalized rounding error, which would conflict with one of the rows).
+    g = torch.randn(7, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    result = ConFIG()(torch.stack([g, -factor * g]))
+    assert result.norm() <= 16 * torch.finfo(dtype).eps * g.norm()
+
+
+def test_config_on_antiparallel_rows_and_another_is_orthogonal_to_the_pair():
+    # Least-squares: u · ĝ = -u · ĝ forces ĝ ⟂ g; the direction then follows the third row.
+    g, h = torch.randn(2, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    h = h - (h @ g) / (g @ g) * g
+    result = ConFIG()(torch.stack([g, -g, h]))
+    assert torch.allclose(result @ g, torch.zeros((), dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(result, h, atol=1e-12)

@@ -92,3 +92,14 @@ def test_representations():
 def test_invalid_parameters_raise(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         DBMTL(**kwargs)
+
+
+def test_overflowing_step_returns_non_finite_and_keeps_the_state():
+    aggregator = DBMTL()
+    matrix = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    aggregator(matrix)
+    averaged, step = aggregator.averaged_jacobian.clone(), aggregator.step.clone()
+    # Finite, but the rescaled sum of the averages exceeds float32.
+    assert not torch.isfinite(aggregator(torch.tensor([[3e38, 0.0], [0.0, 1e-30]]))).all()
+    assert torch.equal(aggregator.averaged_jacobian, averaged)
+    assert torch.equal(aggregator.step, step)

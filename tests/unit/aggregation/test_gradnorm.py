@@ -149,3 +149,27 @@ def test_representations():
 def test_invalid_parameters_raise(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         GradNorm(**kwargs)
+
+
+def test_non_finite_losses_or_overflow_skip_the_step_and_keep_the_state():
+    aggregator = GradNorm()
+    matrix = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    aggregator.set_losses(torch.tensor([1.0, 2.0]))
+    aggregator(matrix)
+    weights, initial = aggregator.loss_weights.clone(), aggregator.initial_losses.clone()
+    aggregator.set_losses(torch.tensor([float("inf"), 2.0]))
+    assert torch.isnan(aggregator(matrix)).all()
+    aggregator.set_losses(torch.tensor([1.0, 2.0]))
+    # Finite entries whose row norm (about 4.2e38) overflows float32.
+    assert torch.isnan(aggregator(torch.tensor([[3e38, 3e38], [1.0, 0.0]]))).all()
+    assert torch.equal(aggregator.loss_weights, weights)
+    assert torch.equal(aggregator.initial_losses, initial)
+
+
+def test_non_finite_first_losses_are_not_the_initial_ones():
+    aggregator = GradNorm()
+    aggregator.set_losses(torch.tensor([float("nan"), 2.0]))
+    assert torch.isnan(aggregator(torch.eye(2))).all()
+    aggregator.set_losses(torch.tensor([3.0, 2.0]))
+    assert torch.isfinite(aggregator(torch.eye(2))).all()
+    assert torch.equal(aggregator.initial_losses, torch.tensor([3.0, 2.0]))

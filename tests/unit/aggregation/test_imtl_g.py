@@ -85,3 +85,25 @@ def test_imtl_g_opposite_rows_give_zero():
     # No combination with weights summing to one has equal projections on g and -g but zero.
     matrix = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=torch.float64)
     assert torch.allclose(IMTLG()(matrix), torch.zeros(2, dtype=torch.float64))
+
+
+@mark.parametrize("dtype", [torch.float32, torch.float64])
+@mark.parametrize("factor", [1.0, 2.5, 1e3])
+def test_imtl_g_on_antiparallel_rows_is_exactly_zero(factor: float, dtype: torch.dtype):
+    # d · u = d · (-u) forces d ⟂ g, and d is in the span of g: d = 0, with weights summing to one.
+    g = torch.randn(7, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    matrix = torch.stack([g, -factor * g])
+    result = IMTLG()(matrix)
+    assert result.norm() <= 16 * torch.finfo(dtype).eps * factor * g.norm()
+    weights = IMTLGWeighting()(matrix @ matrix.T)
+    expected = torch.tensor([factor, 1.0], dtype=dtype) / (1 + factor)
+    assert torch.allclose(weights, expected, rtol=1e-4)
+
+
+def test_imtl_g_keeps_equal_projections_with_an_antiparallel_pair():
+    g, h = torch.randn(2, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    matrix = torch.stack([g, -g, h])
+    result = IMTLG()(matrix)
+    projections = (matrix / matrix.norm(dim=1, keepdim=True)) @ result
+    assert torch.allclose(projections, projections[0].expand(3), atol=1e-12)
+    assert torch.isclose(IMTLGWeighting()(matrix @ matrix.T).sum(), torch.tensor(1.0).double())

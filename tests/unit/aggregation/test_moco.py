@@ -97,3 +97,14 @@ def test_representations():
 def test_invalid_parameters_raise(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         MoCo(**kwargs)
+
+
+def test_overflowing_step_returns_nan_and_keeps_the_state():
+    aggregator = MoCo()
+    matrix = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    aggregator(matrix)
+    tracked, weights = aggregator.tracked_jacobian.clone(), aggregator.weights.clone()
+    # Finite, but Y Yᵀ λ overflows float32.
+    assert torch.isnan(aggregator(matrix * 1e20)).all()
+    assert torch.equal(aggregator.tracked_jacobian, tracked)
+    assert torch.equal(aggregator.weights, weights)
