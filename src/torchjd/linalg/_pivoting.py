@@ -1,192 +1,59 @@
 """
-Projection onto the dual cone of the rows of a matrix, expressed in weight space.
+Batched torch kernels that solve ``min y^T C y, y >= l`` for a unit-diagonal PSD ``C`` ``[m, m]``
+and a batch of bounds ``l`` ``[B, m]``: closed forms, block principal pivoting, ADMM and proximal
+principal pivoting. :mod:`._projection` puts a Gramian in this form and picks among them.
 
-For a matrix ``J`` ``[m, n]`` with Gramian ``G = J J^T`` and a weight vector ``u`` ``[m]``, the
-projection of ``J^T u`` onto the dual cone ``{x : J x >= 0}`` is ``J^T v`` with
-
-``v = argmin_{v >= u} v^T G v``.
-
-This is the inner problem of UPGrad and DualProj. Its KKT conditions are ``v >= u``, ``G v >= 0``
-and ``(G v)_i (v_i - u_i) = 0`` for every ``i``.
+In the unit-diagonal form, the KKT conditions are ``y >= l``, ``C y >= 0`` and
+``(C y)_i (y_i - l_i) = 0`` for every ``i``.
 """
 
 import functools
 import math
-from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
 
 
-def _check_inputs(gramian: Tensor, vectors: Tensor) -> None:
-    if not isinstance(gramian, Tensor):
-        raise TypeError(
-            f"Parameter `gramian` should be a Tensor. Found `{type(gramian).__name__}`."
+def solve_general(gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
+    """
+    Returns ``v = argmin_{v >= u} v^T G v`` ``[B, m]`` for ``G`` ``[m, m]`` (``m >= 3``) and ``u``
+    ``[B, m]``, both finite and in the working dtype.
+
+    With ``d = diag(G)`` (floored at ``eps * max(d)``) and ``D = diag(d)``, ``y = D^{1/2} v`` turns
+    the problem into ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal
+    ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` and the spread of its diagonal do not
+    matter. Up to 16 rows, direct pivoting solves it; otherwise, and for the vectors where that
+    fails, ADMM, then proximal principal pivoting for the vectors that ADMM does not finish.
+    """
+
+    m = gramian.shape[0]
+    correlation, root_d = _to_unit_diagonal(gramian)
+    lower = u * root_d  # the bound on y = D^{1/2} v
+
+    if m <= DIRECT_PIVOTING_MAX_SIZE:
+        y, solved = solve_by_direct_pivoting(correlation, lower, tolerance)
+        if solved is not None and not bool(solved.all()):
+            unsolved = ~solved
+            y[unsolved] = _solve_iteratively(correlation, lower[unsolved], tolerance)
+    else:
+        y = _solve_iteratively(correlation, lower, tolerance)
+    # The bound is kept exactly, whatever the rounding of the division.
+    return torch.maximum(y / root_d, u)
+
+
+def _solve_iteratively(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
+    y, converged = _solve_by_admm(correlation, lower, tolerance)
+    if not bool(converged.all()):
+        # ADMM is fast on well-conditioned Gramians only; finish the others exactly. Pivoting
+        # returns, per vector, the better of its warm start and its own iterates.
+        remaining = ~converged
+        y[remaining] = _solve_by_principal_pivoting(
+            correlation, lower[remaining], y[remaining], tolerance
         )
-    if not isinstance(vectors, Tensor):
-        raise TypeError(
-            f"Parameter `vectors` should be a Tensor. Found `{type(vectors).__name__}`."
-        )
-    if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
-        raise ValueError(
-            "Parameter `gramian` should be a square matrix [m, m]. Found shape "
-            f"{tuple(gramian.shape)}."
-        )
-    if vectors.dim() < 1 or vectors.shape[-1] != gramian.shape[0]:
-        raise ValueError(
-            f"Parameter `vectors` should have shape [..., m] with m = {gramian.shape[0]} (the size "
-            f"of `gramian`). Found shape {tuple(vectors.shape)}."
-        )
+    return y
 
 
-class DualConeProjector(ABC):
-    """
-    Solves ``v = argmin_{v >= u} v^T G v`` for a PSD Gramian ``G`` ``[m, m]`` and a batch of ``u``.
-
-    Calling a projector with ``gramian`` ``[m, m]`` and ``vectors`` ``[..., m]`` returns the
-    solutions ``[..., m]``, one per vector, with the dtype and on the device of ``vectors``. The
-    comparison ``v >= u`` is elementwise. For ``G = J J^T``, ``J^T v`` is the projection of
-    ``J^T u`` onto the dual cone of the rows of ``J``.
-
-    Subclasses implement :meth:`solve`; calling the projector validates the shapes first.
-    """
-
-    def __call__(self, gramian: Tensor, vectors: Tensor) -> Tensor:
-        _check_inputs(gramian, vectors)
-        return self.solve(gramian, vectors)
-
-    @abstractmethod
-    def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
-        """Returns the solutions ``[..., m]`` for validated ``gramian`` and ``vectors``."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-def default_kkt_tolerance(dtype: torch.dtype) -> float:
-    """
-    Returns the default relative KKT tolerance of :class:`ActiveSetDualConeProjector` for a dtype.
-
-    It is the square root of the machine epsilon of the dtype (float32 for lower precisions):
-    about ``3.5e-4`` for float32 and ``1.5e-8`` for float64. The solver itself works in float64
-    (except on MPS) and usually ends far below it.
-    """
-
-    return math.sqrt(torch.finfo(_work_dtype(dtype)).eps)
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
-
-
-class ActiveSetDualConeProjector(DualConeProjector):
-    """
-    Batched, pure-torch solver of ``v = argmin_{v >= u} v^T G v``, exact up to a KKT tolerance.
-
-    The problem is first put in a scale-free form: with ``d = diag(G)`` (floored at
-    ``eps * max(d)``) and ``D = diag(d)``, the change of variables ``y = D^{1/2} v`` turns it into
-    ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal ``C = D^{-1/2} G D^{-1/2}``, so the
-    magnitude of ``G`` (``1e-30`` or ``1e30``) and the spread of its diagonal do not matter.
-
-    - ``m = 1`` has the closed form ``v = max(u, 0)``.
-    - ``m = 2`` has a closed form (the best of three candidates).
-    - For ``m <= 16``, up to three rounds of block principal pivoting on ``C`` (one batched
-      ``[B, m, m]`` solve each) are exact on well-conditioned problems.
-    - Otherwise, and for the vectors where that fails, ADMM iterations (one shared ``[m, m]``
-      inverse, one matrix product per iteration) solve the whole batch; the vectors for which
-      they do not reach the tolerance quickly are finished by proximal block principal pivoting
-      (Júdice and Pires, 1994), an active-set method that solves the exact reduced systems of
-      ``min y^T C y + δ ||y - y_k||²`` for a decreasing ``δ``, which stays well conditioned when
-      ``G`` is singular.
-
-    All of this runs in float64 (float32 on MPS), on the device of ``gramian``; the result is cast
-    to the dtype of ``vectors``. Apart from a few convergence checks per call, nothing leaves the
-    device.
-
-    **Guarantee on exit.** With ``τ`` the tolerance, ``s = max_i G_ii`` and
-    ``ν = max(max_i |v_i|, max_i |u_i|)`` (per vector): ``v >= u`` holds exactly,
-    ``(G v)_i >= -τ s ν`` and ``|(G v)_i (v_i - u_i)| <= τ s ν²`` for every ``i``. For a positive
-    definite ``G`` the solution is unique; for a singular one, any minimizer may be returned.
-
-    :param tolerance: The relative KKT tolerance ``τ``. ``None`` means
-        :func:`default_kkt_tolerance` of the dtype of ``vectors``.
-
-    >>> import torch
-    >>> from torchjd.linalg import ActiveSetDualConeProjector
-    >>> gramian = torch.tensor([[4., -2.], [-2., 4.]])
-    >>> ActiveSetDualConeProjector()(gramian, torch.eye(2))
-    tensor([[1.0000, 0.5000],
-            [0.5000, 1.0000]])
-    """
-
-    def __init__(self, tolerance: float | None = None):
-        if tolerance is not None:
-            if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
-                found = type(tolerance).__name__
-                raise TypeError(
-                    f"Parameter `tolerance` should be a float or None. Found `{found}`."
-                )
-            if not 0.0 < tolerance < 1.0:
-                raise ValueError(f"Parameter `tolerance` should be in (0, 1). Found `{tolerance}`.")
-        self.tolerance = tolerance
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(tolerance={self.tolerance})"
-
-    def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
-        # Nothing here is differentiated through: detaching is cheaper than a no_grad context.
-        gramian = gramian.detach()
-        vectors = vectors.detach()
-        m = gramian.shape[0]
-        out_dtype = vectors.dtype if vectors.is_floating_point() else gramian.dtype
-        precision = _work_dtype(torch.promote_types(gramian.dtype, out_dtype))
-        tolerance = (
-            self.tolerance if self.tolerance is not None else default_kkt_tolerance(precision)
-        )
-        # The m x m work is cheap next to forming G: doing it in float64 (where the device has it)
-        # makes float32 results accurate to their own rounding instead of to the tolerance.
-        dtype = torch.float64 if gramian.device.type != "mps" else precision
-        u = vectors.reshape(-1, m).to(dtype=dtype, device=gramian.device)
-        if u.shape[0] == 0 or m == 0:
-            return vectors.new_zeros(vectors.shape, dtype=out_dtype)
-        if m == 1:
-            # g v² with v >= u: v = max(u, 0) is a minimizer whatever g >= 0 is.
-            v = u.clamp(min=0.0)
-        elif m == 2:
-            v = _solve_pair(gramian.to(dtype), u)
-        else:
-            v = self._solve_general(gramian.to(dtype), u, tolerance)
-        return v.to(dtype=out_dtype, device=vectors.device).reshape(vectors.shape)
-
-    def _solve_general(self, gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
-        m = gramian.shape[0]
-        correlation, root_d = _to_unit_diagonal(gramian)
-        lower = u * root_d  # the bound on y = D^{1/2} v
-
-        if m <= _DIRECT_PIVOTING_MAX_SIZE:
-            y, solved = _solve_by_direct_pivoting(correlation, lower, tolerance)
-            if solved is not None and not bool(solved.all()):
-                unsolved = ~solved
-                y[unsolved] = self._solve_iteratively(correlation, lower[unsolved], tolerance)
-        else:
-            y = self._solve_iteratively(correlation, lower, tolerance)
-        # The bound is kept exactly, whatever the rounding of the division.
-        return torch.maximum(y / root_d, u)
-
-    @staticmethod
-    def _solve_iteratively(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
-        y, converged = _solve_by_admm(correlation, lower, tolerance)
-        if not bool(converged.all()):
-            # ADMM is fast on well-conditioned Gramians only; finish the others exactly. Pivoting
-            # returns, per vector, the better of its warm start and its own iterates.
-            remaining = ~converged
-            y[remaining] = _solve_by_principal_pivoting(
-                correlation, lower[remaining], y[remaining], tolerance
-            )
-        return y
-
-
-def _solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
+def solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
     """
     Closed form for ``m = 2``. At the solution each coordinate minimizes the objective with the
     other fixed: ``v_i = max(u_i, -G_ij v_j / G_ii)``. So if ``v_1 = u_1`` is active then
@@ -243,14 +110,14 @@ def _kkt_violation(correlation: Tensor, y: Tensor, lower: Tensor) -> Tensor:
     return torch.maximum(negative_part, complementarity).amax(dim=1)
 
 
-_DIRECT_PIVOTING_MAX_SIZE = 16
+DIRECT_PIVOTING_MAX_SIZE = 16
 
 
-def _solve_by_direct_pivoting(
+def solve_by_direct_pivoting(
     correlation: Tensor, lower: Tensor, tolerance: float
 ) -> tuple[Tensor, Tensor | None]:
     """
-    Returns ``y`` ``[B, m]`` for ``min y^T C y, y >= l`` and the batch ``l``, with :func:`_pivot`'s
+    Returns ``y`` ``[B, m]`` for ``min y^T C y, y >= l`` and the batch ``l``, with :func:`pivot`'s
     mask of the vectors that it solved (``None`` when it solved all of them).
 
     Each bound is first divided by its largest magnitude (the solution scales with it), so that one
@@ -260,11 +127,11 @@ def _solve_by_direct_pivoting(
     scale = lower.abs().amax(dim=1, keepdim=True)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     q = (lower / scale) @ correlation
-    s, solved = _pivot(correlation, q, q < 0, tolerance)
+    s, solved = pivot(correlation, q, q < 0, tolerance)
     return torch.addcmul(lower, s, scale), solved
 
 
-def _pivot(
+def pivot(
     correlation: Tensor, q: Tensor, free: Tensor, tolerance: float
 ) -> tuple[Tensor, Tensor | None]:
     """
@@ -464,7 +331,7 @@ def _negative_identity(m: int, dtype: torch.dtype, device: torch.device) -> Tens
     return -torch.eye(m, dtype=dtype, device=device)
 
 
-def _regularized_correlation(gramian: Tensor, trace: float, ridge: float) -> tuple[Tensor, Tensor]:
+def regularized_correlation(gramian: Tensor, trace: float, ridge: float) -> tuple[Tensor, Tensor]:
     """
     Returns the unit-diagonal form ``C`` of ``H = G / tr(G) + ridge I`` and ``r`` ``[m]`` such that
     ``C = R (G + G^T) R`` off the diagonal, with ``R = diag(r)``, in float64 (float32 on MPS), for
@@ -486,34 +353,34 @@ def _regularized_correlation(gramian: Tensor, trace: float, ridge: float) -> tup
     return correlation, r
 
 
-def _project_regularized(
+def project_regularized(
     gramian: Tensor, trace: float, ridge: float, vectors: Tensor, tolerance: float
 ) -> Tensor | None:
     """
-    Fast path of ``ActiveSetDualConeProjector()(G / tr(G) + ridge I, vectors)`` for the small ``m``
-    of UPGrad and DualProj: the same direct pivoting as
-    :meth:`ActiveSetDualConeProjector._solve_general`, without its generic checks and conversions
+    Fast path of :func:`solve_general` on ``G / tr(G) + ridge I`` (``ridge = 0``: on ``G`` itself,
+    whose minimizers do not depend on its scale) for the small ``m`` of UPGrad and DualProj: the
+    same direct pivoting, without the generic checks and conversions
     (on CPU each tensor operation costs a few microseconds whatever ``m`` is, so their number is
     the time). Returns ``v`` ``[B, m]`` in float64 (float32 on MPS) for ``vectors`` ``[B, m]``, or
     ``None`` when pivoting fails (the caller then takes the general path).
     """
 
-    correlation, r = _regularized_correlation(gramian, trace, ridge)
+    correlation, r = regularized_correlation(gramian, trace, ridge)
     u = vectors.to(correlation.dtype)
-    y, solved = _solve_by_direct_pivoting(correlation, u / r, tolerance)
+    y, solved = solve_by_direct_pivoting(correlation, u / r, tolerance)
     if solved is not None and not bool(solved.all()):
         return None
     # v = r * y, with the bound v >= u kept exactly whatever the rounding.
     return torch.maximum(y * r, u)
 
 
-def _sum_of_basis_projections(
-    gramian: Tensor, trace: float, ridge: float, weights: Tensor | None, tolerance: float
+def sum_of_basis_projections(
+    gramian: Tensor, trace: float, ridge: float, weights: Tensor, tolerance: float
 ) -> Tensor | None:
     """
     Returns ``Σ_i argmin_{v >= p_i e_i} v^T H v`` ``[m]`` for ``H = G / tr(G) + ridge I`` and
-    ``p = weights`` (UPGrad's weights; ``None`` means ``1/m`` each), in float64 (float32 on MPS), or ``None`` when pivoting
-    fails: :func:`_project_regularized` of ``diag(p)`` summed, in fewer operations.
+    ``p = weights`` ``[m]`` (UPGrad's preferences), in float64 (float32 on MPS), or ``None`` when
+    pivoting fails: :func:`project_regularized` of ``diag(p)`` summed, in fewer operations.
 
     A bound ``p_i <= 0`` has the solution ``0``. For ``p_i > 0``, in ``y = v / r`` the bound is
     ``(p_i / r_i) e_i`` and the solution scales with it: ``y = (p_i / r_i) (e_i + s^(i))`` where
@@ -521,100 +388,9 @@ def _sum_of_basis_projections(
     So the sum is ``p⁺ + r * ((p⁺ / r) @ S)``.
     """
 
-    correlation, r = _regularized_correlation(gramian, trace, ridge)
-    s, solved = _pivot(correlation, correlation, correlation < 0, tolerance)
+    correlation, r = regularized_correlation(gramian, trace, ridge)
+    s, solved = pivot(correlation, correlation, correlation < 0, tolerance)
     if solved is not None and not bool(solved.all()):
         return None
-    if weights is None:
-        positive = torch.full_like(r, 1.0 / r.shape[0])
-    else:
-        positive = weights.to(correlation.dtype).clamp(min=0.0)
+    positive = weights.to(correlation.dtype).clamp(min=0.0)
     return torch.addcmul(positive, r, (positive / r) @ s)
-
-
-def _project_regularized_in_python(
-    gramian: list[list[float]],
-    trace: float,
-    ridge: float,
-    vectors: list[list[float]],
-    tolerance: float,
-) -> list[list[float]] | None:
-    """
-    :func:`_project_regularized` in Python floats (float64), for a few small problems on CPU,
-    where reading the numbers once costs less than the tensor operations: the same unit-diagonal
-    ``C``, first free set ``{i : (C l)_i < 0}`` and three rounds of pivoting, with each
-    ``C_FF s_F = -q_F`` solved by elimination and the KKT conditions checked on the computed
-    ``w = q + C s``. Returns ``None`` when a vector does not converge (or ``C_FF`` is not positive
-    definite to working precision), like :func:`_project_regularized`.
-    """
-
-    m = len(gramian)
-    indices = range(m)
-    floor = 2.0 * torch.finfo(torch.float64).eps * trace
-    r = [1.0 / math.sqrt(max(2.0 * gramian[i][i] + 2.0 * ridge * trace, floor)) for i in indices]
-    c = [[(gramian[i][j] + gramian[j][i]) * r[i] * r[j] for j in indices] for i in indices]
-    for i in indices:
-        c[i][i] = 1.0
-    factor = tolerance / (4.0 * m)
-    solutions = []
-    for u in vectors:
-        lower = [x / ri for x, ri in zip(u, r)]
-        q = [0.0] * m
-        for x, row in zip(lower, c):
-            if x != 0.0:  # a single one for UPGrad's p_i e_i
-                q = [qj + x * cj for qj, cj in zip(q, row)]
-        threshold = factor * max(max(map(abs, lower)), 1e-300)
-        free = [j for j in indices if q[j] < 0.0]
-        for round_ in range(3):
-            s_free = _solve_positive_definite(
-                [[c[i][j] for j in free] for i in free], [-q[i] for i in free]
-            )
-            if s_free is None:
-                return None
-            w = q
-            for j, value in zip(free, s_free):
-                w = [wk + value * ck for wk, ck in zip(w, c[j])]
-            free_set = set(free)
-            # On F: s >= -t and w = 0 up to t; off F: w >= -t. Written so that a NaN fails.
-            wrong = [
-                j
-                for j, value in zip(free, s_free)
-                if not (value >= -threshold and abs(w[j]) <= threshold)
-            ]
-            wrong += [j for j in indices if j not in free_set and not w[j] >= -threshold]
-            if not wrong:
-                break
-            if round_ == 2:
-                return None
-            free = sorted(free_set.symmetric_difference(wrong))
-        v = list(u)
-        for j, value in zip(free, s_free):
-            v[j] += max(value, 0.0) * r[j]
-        solutions.append(v)
-    return solutions
-
-
-def _solve_positive_definite(a: list[list[float]], b: list[float]) -> list[float] | None:
-    """
-    Solves ``a x = b`` for a positive definite ``a`` by Gaussian elimination without pivoting
-    (stable for such matrices), or returns ``None`` when a pivot is not positive.
-    """
-
-    k = len(b)
-    rows = [row + [value] for row, value in zip(a, b)]
-    for col in range(k):
-        pivot_row = rows[col]
-        pivot = pivot_row[col]
-        if not pivot > 0.0:
-            return None
-        tail = pivot_row[col + 1 :]
-        for row in rows[col + 1 :]:
-            factor = row[col] / pivot
-            if factor != 0.0:
-                row[col + 1 :] = [x - factor * y for x, y in zip(row[col + 1 :], tail)]
-    x = [0.0] * k
-    for i in range(k - 1, -1, -1):
-        row = rows[i]
-        x[i] = (row[k] - sum(row[j] * x[j] for j in range(i + 1, k))) / row[i]
-    return x
-
