@@ -47,9 +47,7 @@ def _solve_iteratively(correlation: Tensor, lower: Tensor, tolerance: float) -> 
         # ADMM is fast on well-conditioned Gramians only; finish the others exactly. Pivoting
         # returns, per vector, the better of its warm start and its own iterates.
         remaining = ~converged
-        y[remaining] = _solve_by_principal_pivoting(
-            correlation, lower[remaining], y[remaining], tolerance
-        )
+        y[remaining] = _solve_by_active_set(correlation, lower[remaining], y[remaining], tolerance)
     return y
 
 
@@ -179,7 +177,7 @@ def pivot(
 
 
 def _solve_by_admm(
-    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 150
+    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 100
 ) -> tuple[Tensor, Tensor]:
     """
     Runs over-relaxed ADMM on ``min y^T C y, y >= l`` for the batch ``l`` ``[B, m]``.
@@ -203,7 +201,7 @@ def _solve_by_admm(
     z = lower.clamp(min=0.0)
     dual = torch.zeros_like(lower)  # the scaled multiplier λ / ρ
     # Stop a bit tighter than the tolerance so that rounding in the final check cannot fail it.
-    target = max(tolerance / 64.0, 50.0 * torch.finfo(lower.dtype).eps)
+    target = max(tolerance / 4.0, 50.0 * torch.finfo(lower.dtype).eps)
     converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
     check_every = 8
     for iteration in range(1, max_iterations + 1):
@@ -230,80 +228,89 @@ def _solve_by_admm(
     return z, converged
 
 
-def _solve_by_principal_pivoting(
+def _solve_by_active_set(
     correlation: Tensor, lower: Tensor, start: Tensor, tolerance: float
 ) -> Tensor:
     """
-    Solves ``min y^T C y, y >= l`` by proximal block principal pivoting, in float64.
+    Solves ``min y^T C y, y >= l`` exactly by the active-set method of Lawson and Hanson (1974)
+    for non-negative least squares, batched over the vectors, in float64 (float32 on MPS).
 
-    A singular ``C`` makes pivoting on ``C`` itself numerically fragile, so each outer iteration
-    solves the well-conditioned proximal problem ``min y^T C y + δ ||y - y_k||², y >= l`` exactly,
-    with ``δ`` decreasing from ``1e-3``. Its minimizer ``y_{k+1}`` converges to a minimizer of the
-    original problem (proximal point method), and the active set rarely changes between outer
-    iterations, so warm-started pivoting needs one or two solves each.
-
-    Writing ``y = l + s`` and ``M = C + δ I``, the proximal problem is the linear complementarity
-    problem ``s >= 0``, ``w = q + M s >= 0``, ``s^T w = 0`` with ``q = M l - δ y_k``. Pivoting
-    guesses the free set ``F``, solves ``M_FF s_F = -q_F`` for every vector at once (systems padded
-    to the largest ``|F|``) and flips the variables that violate a sign condition: all of them while the
-    number of violations decreases, else only the last one (Murty's rule, which terminates for a
-    positive definite ``M``). Returns, per vector, the iterate with the smallest KKT violation.
+    Writing ``y = l + s``, the problem is ``min ||L^T (l + s)||²`` over ``s >= 0`` for any factor
+    ``C = L L^T``. The method keeps a passive set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it) on
+    which ``C_PP`` stays positive definite, even when ``C`` is singular (``m > n``, duplicated or
+    opposite rows): each step solves ``C_PP z_P = -(C l)_P`` for every vector at once (systems
+    padded to the largest ``|P|``), then either moves ``s`` towards ``z`` until a variable of ``P``
+    reaches 0 (and drops it), or accepts ``s = z`` and adds the variable of most negative
+    ``(C y)_j``. Each vector stops when ``(C y)_j >= -τ ν / 4`` off ``P``. It starts from the
+    positive part of ``start - l`` (an ADMM iterate), so that the passive set is nearly right.
+    Returns, per vector, the iterate with the smallest KKT violation.
     """
 
     out_dtype = correlation.dtype
     work_dtype = torch.float64 if correlation.device.type != "mps" else torch.float32
-    eps = torch.finfo(work_dtype).eps
     c = correlation.to(work_dtype)
     lower = lower.to(work_dtype)
     batch, m = lower.shape
-    eye = torch.eye(m, dtype=work_dtype, device=c.device)
     positions = torch.arange(m, device=c.device)
-
-    y = torch.maximum(start.to(work_dtype), lower)
-    best_y = y
-    best_violation = _kkt_violation(c, y, lower)
-    free = (y - lower) > (y @ c)  # the min-function guess of the free set
-    for outer in range(12):
-        delta = max(1e-3 * 0.2**outer, tolerance / 16.0)
-        matrix = c + delta * eye
-        q = lower @ matrix - delta * y
-        nu = torch.maximum(lower.abs().amax(dim=1, keepdim=True), y.abs().amax(dim=1, keepdim=True))
-        nu = torch.where(nu > 0, nu, torch.ones_like(nu))
-        # Below this, a negative s_i or w_i is indistinguishable from rounding in the solves.
-        flip_tolerance = nu * (tolerance / 16.0 + 100.0 * eps / delta)
-        best_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
-        chances = torch.full((batch,), 3, dtype=torch.long, device=c.device)
-        s = torch.zeros_like(lower)
-        for _ in range(10 + m // 4):
-            s = _solve_free_systems(matrix, q, free)
-            w = q + s @ matrix
-            infeasible = (free & (s < -flip_tolerance)) | (~free & (w < -flip_tolerance))
-            count = infeasible.sum(dim=1)
-            if not bool((count > 0).any()):
-                break
-            improved = count < best_count
-            best_count = torch.where(improved, count, best_count)
-            use_full = improved | (chances > 0)
-            chances = torch.where(
-                improved, torch.full_like(chances, 3), chances - (~improved).long()
-            )
-            last = torch.where(infeasible, positions, -1).amax(dim=1, keepdim=True)
-            flips = torch.where(
-                use_full[:, None], infeasible, (positions[None, :] == last) & infeasible
-            )
-            free = free ^ flips
-        y = lower + s.clamp(min=0.0)
+    q = lower @ c
+    nu = torch.maximum(lower.abs().amax(dim=1), start.to(work_dtype).abs().amax(dim=1))
+    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+    threshold = (tolerance / 4.0) * nu  # [B]
+    # Warm start: keep the clearly positive part of the ADMM iterate.
+    s = (start.to(work_dtype) - lower).clamp(min=0.0)
+    passive = s > 1e-3 * nu[:, None]
+    s = s * passive
+    best_y = lower + s
+    best_violation = _kkt_violation(c, best_y, lower)
+    done = best_violation <= tolerance / 2.0
+    entered = torch.zeros_like(passive)  # the variables that each vector added last
+    last_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
+    for _ in range(3 * m + 20):
+        if bool(done.all()):
+            break
+        # A tiny ridge keeps C_PP invertible when a block of entering variables makes it singular.
+        z = _solve_free_systems(c, q, passive, ridge=1e-13)
+        bad = passive & ~(z > 0.0)  # a NaN (from a singular system) counts as bad
+        move = bad.any(dim=1) & ~done
+        # Interpolate s + α (z - s) up to the first variable of P that reaches 0.
+        ratios = torch.where(bad, s / (s - z).clamp(min=torch.finfo(work_dtype).tiny), 2.0)
+        alpha = ratios.amin(dim=1, keepdim=True).clamp(max=1.0)
+        reaching_zero = bad & (ratios <= alpha)
+        moved = torch.where(reaching_zero, 0.0, (s + alpha * (z - s)).clamp(min=0.0)) * passive
+        accept = ~move & ~done
+        # A variable that leaves at once (α = 0) after entering means that its negative gradient was
+        # rounding: the vector is optimal to working precision, and would otherwise cycle.
+        single = entered.sum(dim=1) == 1
+        done = done | (move & single & (alpha[:, 0] <= 0.0) & (bad & entered).any(dim=1))
+        s = torch.where(move[:, None], moved, torch.where(accept[:, None], z * passive, s))
+        passive = torch.where(move[:, None], passive & (moved > 0.0), passive)
+        # For the accepted vectors, check optimality and add the most negative gradient.
+        gradient = q + s @ c
+        candidates = ~passive & (gradient < -threshold[:, None])
+        optimal = accept & ~candidates.any(dim=1)
+        entering = torch.where(candidates, gradient, float("inf")).argmin(dim=1)
+        add = accept & candidates.any(dim=1)
+        # While the number of violations decreases, all of them enter at once (as in block
+        # principal pivoting); otherwise only the most negative one, which cannot cycle.
+        count = candidates.sum(dim=1)
+        block = add & (count < last_count)
+        last_count = torch.where(accept, count, last_count)
+        one = candidates & (positions[None, :] == entering[:, None])
+        entered = torch.where(block[:, None], candidates, one) & add[:, None]
+        passive = passive | entered
+        y = lower + s
         violation = _kkt_violation(c, y, lower)
         better = violation < best_violation
         best_y = torch.where(better[:, None], y, best_y)
         best_violation = torch.where(better, violation, best_violation)
-        if bool((best_violation <= tolerance / 2.0).all()):
-            break
+        done = done | optimal | (best_violation <= tolerance / 2.0)
     return best_y.to(out_dtype)
 
 
-def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor) -> Tensor:
-    """Returns ``s`` ``[B, m]`` with ``s = 0`` off ``free`` and ``C_FF s_F = -q_F`` on it."""
+def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor, ridge: float = 0.0) -> Tensor:
+    """
+    Returns ``s`` ``[B, m]`` with ``s = 0`` off ``free`` and ``(C_FF + ridge I) s_F = -q_F`` on it.
+    """
 
     batch, m = q.shape
     sizes = free.sum(dim=1)
@@ -318,6 +325,8 @@ def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor) -> Tensor:
     both = valid[:, :, None] & valid[:, None, :]
     eye = torch.eye(k, dtype=c.dtype, device=c.device)
     block = torch.where(both, block, eye.expand_as(block))
+    if ridge > 0.0:
+        block = block + ridge * eye
     rhs = torch.where(valid, -q.gather(1, order), torch.zeros((), dtype=c.dtype, device=c.device))
     solution, _ = torch.linalg.solve_ex(block, rhs)
     return s.scatter(1, order, torch.where(valid, solution, torch.zeros_like(solution)))
