@@ -200,7 +200,9 @@ def test_upgrad_scales_with_the_matrix(factor: float, dtype: torch.dtype):
             aggregator(factor * matrix),
             expected,
             rtol=rtol,
-            atol=rtol * float(expected.abs().max()),
+            # A(J) is exact up to the rounding of J^T w, relative to the scale of J (not of A(J),
+            # which is near 0 for conflicting singular matrices).
+            atol=rtol * factor * float(matrix.abs().max()),
         )
 
 
