@@ -35,7 +35,7 @@ class DualConeProjector(ABC):
     @abstractmethod
     def __call__(self, U: Tensor, G: PSDMatrix) -> Tensor:
         """
-        Returns ``argmin_{v >= u} v^T G v`` ``[..., m]`` for each vector ``u`` of ``U`` ``[..., m]``.
+        Returns ``argmin_{v >= u} v^T G v`` ``[..., m]`` for each vector ``u`` of ``U``.
 
         :param U: The vectors ``u``, ``[..., m]``.
         :param G: The PSD Gramian ``[m, m]``.
@@ -58,11 +58,12 @@ class DualConeProjector(ABC):
 
 
 def check_projection_inputs(U: object, G: object, name_of_u: str = "U") -> None:
-    """Checks the published call convention ``projector(U, G)``: a batch ``[..., m]`` and ``[m, m]``."""
+    """Checks the published call convention ``projector(U, G)``: ``[..., m]`` and ``[m, m]``."""
 
     for value, name in ((U, name_of_u), (G, "G")):
         if not isinstance(value, Tensor):
-            raise TypeError(f"Parameter `{name}` should be a Tensor. Found `{type(value).__name__}`.")
+            found = type(value).__name__
+            raise TypeError(f"Parameter `{name}` should be a Tensor. Found `{found}`.")
         if not value.is_floating_point():
             raise TypeError(
                 f"Parameter `{name}` should have a floating-point dtype. Found {value.dtype}."
@@ -74,8 +75,8 @@ def check_projection_inputs(U: object, G: object, name_of_u: str = "U") -> None:
         )
     if U.dim() < 1 or U.shape[-1] != G.shape[0]:
         raise ValueError(
-            f"Parameter `{name_of_u}` should have shape [..., m] with m = {G.shape[0]} (the size of "
-            f"`G`). "
+            f"Parameter `{name_of_u}` should have shape [..., m] with m = {G.shape[0]} (the size "
+            f"of `G`). "
             f"Found shape {tuple(U.shape)}."
         )
 

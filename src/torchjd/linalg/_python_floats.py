@@ -16,7 +16,7 @@ def project_in_python(
     tolerance: float,
 ) -> list[list[float]] | None:
     """
-    :func:`._pivoting.project_regularized` in Python floats (float64), for a few small problems on CPU,
+    :func:`project_regularized` in Python floats (float64), for a few small problems on CPU,
     where reading the numbers once costs less than the tensor operations: the same unit-diagonal
     ``C``, first free set ``{i : (C l)_i < 0}`` and three rounds of pivoting, with each
     ``C_FF s_F = -q_F`` solved by elimination and the KKT conditions checked on the computed

@@ -15,7 +15,9 @@ def _check_eps(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Parameter `{name}` should be a float. Found `{type(value).__name__}`.")
     if not 0.0 <= value < float("inf"):
-        raise ValueError(f"Parameter `{name}` should be a finite non-negative float. Found `{value}`.")
+        raise ValueError(
+            f"Parameter `{name}` should be a finite non-negative float. Found `{value}`."
+        )
     return float(value)
 
 

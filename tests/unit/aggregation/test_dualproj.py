@@ -60,7 +60,10 @@ def test_dualproj_weights_match_brute_force(m: int):
         regularized = gramian / gramian.trace() + 1e-4 * torch.eye(m, dtype=torch.float64)
         expected, _ = brute_force_projection(regularized, p)
         torch.testing.assert_close(
-            DualProjWeighting(projector=QuadprogProjector())(gramian), expected, rtol=1e-7, atol=1e-9
+            DualProjWeighting(projector=QuadprogProjector())(gramian),
+            expected,
+            rtol=1e-7,
+            atol=1e-9,
         )
 
 

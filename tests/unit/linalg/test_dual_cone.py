@@ -234,7 +234,8 @@ def test_a_projector_written_for_0_18_works_with_upgrad_and_dualproj():
             rows = [brute_force_projection(G, u)[0] for u in U.reshape(-1, G.shape[0])]
             return torch.stack(rows).reshape(U.shape).to(G.dtype)
 
-    matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0], [1.0, -3.0, 0.5]], dtype=torch.float64)
+    rows = [[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0], [1.0, -3.0, 0.5]]
+    matrix = torch.tensor(rows, dtype=torch.float64)
     gramian = matrix @ matrix.T
     bounds = torch.eye(3, dtype=torch.float64) / 3
     expected_upgrad = sum(brute_force_projection(gramian, u)[0] for u in bounds)
