@@ -128,4 +128,5 @@ def test_quadprog_projector_matches_quadprog_when_it_is_installed():
         for u in bounds(m, generator):
             expected = quadprog.solve_qp(h, np.zeros(m), np.eye(m), u.numpy(), 0)[0]
             actual = QuadprogProjector()(u, gramian).numpy()
-            assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
+            scale = np.abs(expected).max() + float(u.abs().max())
+            assert np.abs(actual - expected).max() <= 1e-5 * scale
