@@ -265,6 +265,9 @@ def _solve_by_active_set(
     done = best_violation <= tolerance / 2.0
     entered = torch.zeros_like(passive)  # the variables that each vector added last
     last_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
+    # Block entries stop for good once one is followed by a leaving variable: a sign that C is
+    # rank-deficient (m > n), where they would grow P beyond the rank.
+    blocks_allowed = torch.ones(batch, dtype=torch.bool, device=c.device)
     for _ in range(3 * m + 20):
         if bool(done.all()):
             break
@@ -281,6 +284,7 @@ def _solve_by_active_set(
         # A variable that leaves at once (α = 0) after entering means that its negative gradient was
         # rounding: the vector is optimal to working precision, and would otherwise cycle.
         single = entered.sum(dim=1) == 1
+        blocks_allowed = blocks_allowed & ~(move & ~single & entered.any(dim=1))
         done = done | (move & single & (alpha[:, 0] <= 0.0) & (bad & entered).any(dim=1))
         s = torch.where(move[:, None], moved, torch.where(accept[:, None], z * passive, s))
         passive = torch.where(move[:, None], passive & (moved > 0.0), passive)
@@ -293,7 +297,7 @@ def _solve_by_active_set(
         # While the number of violations decreases, all of them enter at once (as in block
         # principal pivoting); otherwise only the most negative one, which cannot cycle.
         count = candidates.sum(dim=1)
-        block = add & (count < last_count)
+        block = add & (count < last_count) & blocks_allowed
         last_count = torch.where(accept, count, last_count)
         one = candidates & (positions[None, :] == entering[:, None])
         entered = torch.where(block[:, None], candidates, one) & add[:, None]
