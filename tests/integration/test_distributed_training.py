@@ -95,9 +95,8 @@ def test_ddp_iwrm_with_mean_weights_is_global_mean_training(results: list[dict[s
 def test_per_block_upgrad_is_upgrad_of_block_diagonal_gramian() -> None:
     # The documented claim: for UPGrad, per-rank weighting followed by DDP's mean is exactly UPGrad
     # on the block-diagonal Gramian, because its dual-cone problems decouple block by block. Exact
-    # without the ridge only: `reg_eps` is relative to the trace, which differs between a block and
-    # the whole matrix (the default 1e-4 moves the weights by about 1e-4, relatively).
-    weighting = torchjd.aggregation.UPGradWeighting(reg_eps=0.0)
+    # with the default (unregularized) projector only.
+    weighting = torchjd.aggregation.UPGradWeighting()
     torch.manual_seed(0)
     blocks = [torch.randn(4, 10, dtype=torch.float64) for _ in range(WORLD_SIZE)]
     block_diagonal = torch.block_diag(*[block @ block.T for block in blocks])

@@ -1,24 +1,15 @@
-"""Validation, Gramian preprocessing and base classes shared by UPGrad and DualProj."""
+"""The hyper-parameters shared by UPGrad and DualProj, and their checks."""
 
 import torch
 from torch import Tensor
 
 from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector
-from torchjd.linalg._dual_cone import (
-    _DIRECT_PIVOTING_MAX_SIZE,
-    _project_regularized,
-    _project_regularized_in_python,
-    _sum_of_basis_projections,
-    _work_dtype,
-    default_kkt_tolerance,
-)
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import check_non_negative_float
 from ._weighting_bases import GramianWeighting
 
 
-def check_pref_vector(pref_vector: Tensor | None) -> None:
+def check_pref_vector(pref_vector: object) -> None:
     if pref_vector is None:
         return
     if not isinstance(pref_vector, Tensor):
@@ -36,7 +27,7 @@ def check_pref_vector(pref_vector: Tensor | None) -> None:
         )
 
 
-def check_projector(projector: DualConeProjector | None) -> DualConeProjector:
+def check_projector(projector: object) -> DualConeProjector:
     if projector is None:
         return ActiveSetDualConeProjector()
     if not isinstance(projector, DualConeProjector):
@@ -47,179 +38,71 @@ def check_projector(projector: DualConeProjector | None) -> DualConeProjector:
     return projector
 
 
-def normalize_and_regularize(gramian: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
-    """
-    Returns ``G / tr(G) + reg_eps I``, with ``G / tr(G)`` replaced by zeros if ``tr(G) < norm_eps``.
-
-    ``tr(G)`` is the squared Frobenius norm of the matrix: normalizing makes the weights independent
-    of its scale, and the ridge ``reg_eps I`` makes the projection well posed when the rows are
-    linearly dependent.
-    """
-
-    trace = torch.diagonal(gramian).sum()
-    large_enough = trace >= norm_eps
-    safe_trace = torch.where(large_enough, trace, torch.ones_like(trace))
-    normalized = torch.where(large_enough, gramian / safe_trace, torch.zeros_like(gramian))
-    m = gramian.shape[0]
-    return normalized + reg_eps * torch.eye(m, dtype=gramian.dtype, device=gramian.device)
-
-
-# Up to this many batch * m * m, Python floats beat the ~20 tensor operations of the tensor path on
-# CPU (measured, the two timed in turn: UPGrad up to m = 6, so DualProj up to m = 14).
-_PYTHON_MAX_WORK = 216
-
-
-def _fast_path_setup(projector: DualConeProjector, gramian: Tensor) -> tuple[float, float] | None:
-    """
-    Returns ``tr(G)`` and the KKT tolerance when the fast paths below apply (default projector,
-    ``2 <= m <= 16``), else ``None``. Reading ``tr(G)`` synchronizes on an accelerator, where
-    pivoting synchronizes anyway.
-    """
-
-    if type(projector) is not ActiveSetDualConeProjector:
-        return None
-    if not 2 <= gramian.shape[0] <= _DIRECT_PIVOTING_MAX_SIZE:
-        return None
-    tolerance = projector.tolerance
-    if tolerance is None:
-        tolerance = default_kkt_tolerance(_work_dtype(gramian.dtype))
-    return float(torch.diagonal(gramian).sum()), tolerance
-
-
-def _fits_in_python(gramian: Tensor, batch: int) -> bool:
-    m = gramian.shape[0]
-    return gramian.device.type == "cpu" and batch * m * m <= _PYTHON_MAX_WORK
-
-
-def project_regularized(
-    projector: DualConeProjector,
-    gramian: Tensor,
-    norm_eps: float,
-    reg_eps: float,
-    vectors: Tensor,
-) -> Tensor:
-    """
-    Returns ``projector(normalize_and_regularize(gramian, norm_eps, reg_eps), vectors)`` for
-    ``vectors`` ``[..., m]``, with the dtype and on the device of ``gramian``.
-
-    For the default projector and ``2 <= m <= 16``, this takes a fast path that merges the
-    normalization into the projector's own unit-diagonal scaling and skips its generic checks and
-    conversions: at these sizes the number of tensor operations, not their arithmetic, is the time.
-    On CPU, the smallest problems are solved in Python floats, which costs even less. When pivoting
-    fails, it falls back to the general path.
-    """
-
-    setup = _fast_path_setup(projector, gramian)
-    if setup is not None:
-        trace, tolerance = setup
-        if not trace > 0.0 or trace < norm_eps:
-            # H = reg_eps I (or 0): v = max(u, 0) is a minimizer.
-            return vectors.clamp(min=0.0)
-        flat = vectors.reshape(-1, gramian.shape[0])
-        if _fits_in_python(gramian, flat.shape[0]):
-            values = _project_regularized_in_python(
-                gramian.tolist(), trace, reg_eps, flat.tolist(), tolerance
-            )
-            if values is not None:
-                return torch.tensor(values, dtype=gramian.dtype).reshape(vectors.shape)
-        else:
-            solution = _project_regularized(gramian, trace, reg_eps, flat, tolerance)
-            if solution is not None:
-                return solution.to(gramian.dtype).reshape(vectors.shape)
-    return projector(normalize_and_regularize(gramian, norm_eps, reg_eps), vectors)
-
-
-def sum_of_basis_projections_regularized(
-    projector: DualConeProjector,
-    gramian: Tensor,
-    norm_eps: float,
-    reg_eps: float,
-    weights: Tensor | None,
-) -> Tensor:
-    """
-    Returns ``project_regularized(projector, gramian, norm_eps, reg_eps, diag(p)).sum(dim=0)`` for
-    ``p = weights`` ``[m]`` (UPGrad's weights; ``None`` means ``1/m`` each), with the same fast
-    paths, specialized to these bounds.
-    """
-
-    m = gramian.shape[0]
-    setup = _fast_path_setup(projector, gramian)
-    if setup is not None:
-        trace, tolerance = setup
-        if not trace > 0.0 or trace < norm_eps:
-            # The sum of the max(p_i e_i, 0).
-            return gramian.new_full((m,), 1.0 / m) if weights is None else weights.clamp(min=0.0)
-        if _fits_in_python(gramian, m):
-            p = [1.0 / m] * m if weights is None else weights.tolist()
-            basis = [[p[i] if j == i else 0.0 for j in range(m)] for i in range(m)]
-            values = _project_regularized_in_python(
-                gramian.tolist(), trace, reg_eps, basis, tolerance
-            )
-            if values is not None:
-                return torch.tensor([sum(column) for column in zip(*values)], dtype=gramian.dtype)
-        else:
-            solution = _sum_of_basis_projections(gramian, trace, reg_eps, weights, tolerance)
-            if solution is not None:
-                return solution.to(gramian.dtype)
-    if weights is None:
-        weights = gramian.new_full((m,), 1.0 / m)
-    regularized = normalize_and_regularize(gramian, norm_eps, reg_eps)
-    return projector(regularized, torch.diag(weights)).sum(dim=0)
-
-
 class DualConeWeighting(GramianWeighting):
     """
     Base of :class:`UPGradWeighting` and :class:`DualProjWeighting`: their hyper-parameters, with
     the same checks and defaults.
     """
 
-    pref_vector: Tensor | None
+    _pref_vector: Tensor | None
 
     def __init__(
-        self,
-        pref_vector: Tensor | None = None,
-        norm_eps: float = 0.0001,
-        reg_eps: float = 0.0001,
-        projector: DualConeProjector | None = None,
+        self, pref_vector: Tensor | None = None, projector: DualConeProjector | None = None
     ):
         super().__init__()
-        check_pref_vector(pref_vector)
-        check_non_negative_float(norm_eps, "norm_eps")
-        check_non_negative_float(reg_eps, "reg_eps")
-        self.register_buffer(
-            "pref_vector", None if pref_vector is None else pref_vector.detach().clone()
-        )
-        self.norm_eps = norm_eps
-        self.reg_eps = reg_eps
-        self.projector = check_projector(projector)
+        self.register_buffer("_pref_vector", None)
+        self.pref_vector = pref_vector
+        self.projector = projector  # type: ignore[assignment]
+
+    @property
+    def pref_vector(self) -> Tensor | None:
+        """The preference weights ``p`` ``[m]``, or ``None`` for ``1/m`` each. Settable."""
+        return self._pref_vector
+
+    @pref_vector.setter
+    def pref_vector(self, value: Tensor | None) -> None:
+        check_pref_vector(value)
+        self._pref_vector = None if value is None else value.detach().clone()
+
+    @property
+    def projector(self) -> DualConeProjector:
+        """The solver of the projections (``None`` sets the default, exact one). Settable."""
+        return self._projector
+
+    @projector.setter
+    def projector(self, value: DualConeProjector | None) -> None:
+        self._projector = check_projector(value)
 
     def extra_repr(self) -> str:
-        return (
-            f"pref_vector={self.pref_vector!r}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}, "
-            f"projector={self.projector!r}"
-        )
+        return f"pref_vector={self.pref_vector!r}, projector={self.projector!r}"
 
 
 class DualConeAggregator(GramianWeightedAggregator):
     """Base of :class:`UPGrad` and :class:`DualProj`: exposes their weighting's hyper-parameters."""
 
-    weighting: DualConeWeighting
-
     @property
     def pref_vector(self) -> Tensor | None:
-        return self.gramian_weighting.pref_vector
+        """The preference weights ``p`` ``[m]``, or ``None`` for ``1/m`` each. Settable."""
+        return self._dual_cone_weighting.pref_vector
 
-    @property
-    def norm_eps(self) -> float:
-        return self.gramian_weighting.norm_eps
-
-    @property
-    def reg_eps(self) -> float:
-        return self.gramian_weighting.reg_eps
+    @pref_vector.setter
+    def pref_vector(self, value: Tensor | None) -> None:
+        self._dual_cone_weighting.pref_vector = value
 
     @property
     def projector(self) -> DualConeProjector:
-        return self.gramian_weighting.projector
+        """The solver of the projections (``None`` sets the default, exact one). Settable."""
+        return self._dual_cone_weighting.projector
+
+    @projector.setter
+    def projector(self, value: DualConeProjector | None) -> None:
+        self._dual_cone_weighting.projector = value
+
+    @property
+    def _dual_cone_weighting(self) -> DualConeWeighting:
+        weighting = self.gramian_weighting
+        assert isinstance(weighting, DualConeWeighting)
+        return weighting
 
     def extra_repr(self) -> str:
         return self.gramian_weighting.extra_repr()

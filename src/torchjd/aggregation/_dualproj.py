@@ -14,11 +14,7 @@ from torch import Tensor
 
 from torchjd.linalg import DualConeProjector
 
-from ._dual_cone_utils import (
-    DualConeAggregator,
-    DualConeWeighting,
-    project_regularized,
-)
+from ._dual_cone_utils import DualConeAggregator, DualConeWeighting
 from ._preferences import preference_weights
 
 
@@ -26,27 +22,27 @@ class DualProjWeighting(DualConeWeighting):
     """
     Weights ``w = argmin_{v >= p} v^T G v`` of the Gramian ``G`` ``[m, m]`` (DualProj).
 
-    ``G`` is first normalized by its trace (replaced by zeros if the trace is below ``norm_eps``)
-    and regularized into ``G / tr(G) + reg_eps I``. They are not differentiated through (the
-    Gramian is detached).
+    The projection is solved by ``projector``, exactly by default: then ``G w >= 0`` up to the
+    projector's KKT tolerance, at any scale of ``G`` and for singular Gramians too. The weights
+    are not differentiated through (the Gramian is detached).
 
     :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
-    :param norm_eps: Below this trace, the Gramian is treated as zero.
-    :param reg_eps: The ridge added to the normalized Gramian.
+        Settable.
     :param projector: The solver of the projection. ``None`` means
-        :class:`~torchjd.linalg.ActiveSetDualConeProjector` with its default tolerance.
+        :class:`~torchjd.linalg.ActiveSetDualConeProjector` (exact). To reproduce torchjd 0.18,
+        whose default regularized the Gramian, pass :class:`~torchjd.linalg.QuadprogProjector`.
+        Settable.
 
     >>> import torch
     >>> from torchjd.aggregation import DualProjWeighting
     >>> weights = DualProjWeighting()(torch.tensor([[18., -22.], [-22., 38.]]))
     >>> weights.round(decimals=4)
-    tensor([0.6109, 0.5000])
+    tensor([0.6111, 0.5000])
     """
 
     def forward(self, stat: Tensor, /) -> Tensor:
-        stat = stat.detach()  # the weights are not differentiated through
         preferences = preference_weights(self.pref_vector, stat, 1.0 / stat.shape[0])
-        return project_regularized(self.projector, stat, self.norm_eps, self.reg_eps, preferences)
+        return self.projector(preferences, stat.detach())
 
 
 class DualProj(DualConeAggregator):
@@ -54,30 +50,25 @@ class DualProj(DualConeAggregator):
     Aggregates the rows into the projection of their (preference-weighted) mean onto the dual cone
     of the rows (GEM's projection, arXiv 1706.08840): ``A(J) = π_J(J^T p)``.
 
-    The result has a non-negative inner product with every row. See :class:`DualProjWeighting` for
-    the weights.
+    With the default projector, the result has a non-negative inner product with every row (up to
+    the projector's KKT tolerance). See :class:`DualProjWeighting` for the weights.
 
     :param pref_vector: The preference weights ``p`` ``[m]``. ``None`` means ``1/m`` each.
-    :param norm_eps: Below this trace, the Gramian is treated as zero.
-    :param reg_eps: The ridge added to the trace-normalized Gramian.
+        Settable.
     :param projector: The solver of the projection. ``None`` means
-        :class:`~torchjd.linalg.ActiveSetDualConeProjector` with its default tolerance.
+        :class:`~torchjd.linalg.ActiveSetDualConeProjector` (exact);
+        ``QuadprogProjector()`` reproduces torchjd 0.18's default. Settable.
 
     >>> import torch
     >>> from torchjd.aggregation import DualProj
     >>> A = DualProj()
     >>> A
-    DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001,
-             projector=ActiveSetDualConeProjector(tolerance=None))
+    DualProj(pref_vector=None, projector=ActiveSetDualConeProjector(tolerance=None))
     >>> A(torch.tensor([[-4., 1., 1.], [6., 1., 1.]])).round(decimals=4)
-    tensor([0.5563, 1.1109, 1.1109])
+    tensor([0.5556, 1.1111, 1.1111])
     """
 
     def __init__(
-        self,
-        pref_vector: Tensor | None = None,
-        norm_eps: float = 0.0001,
-        reg_eps: float = 0.0001,
-        projector: DualConeProjector | None = None,
+        self, pref_vector: Tensor | None = None, projector: DualConeProjector | None = None
     ):
-        super().__init__(DualProjWeighting(pref_vector, norm_eps, reg_eps, projector))
+        super().__init__(DualProjWeighting(pref_vector, projector))

@@ -1,10 +1,12 @@
+import inspect
+
 import pytest
 import torch
 from torch import Tensor
 from unit.linalg._dual_cone_reference import brute_force_projection
 
 from torchjd.aggregation import DualProj, DualProjWeighting, Mean
-from torchjd.linalg import default_kkt_tolerance
+from torchjd.linalg import QuadprogProjector
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -29,18 +31,21 @@ def random_matrices(dtype: torch.dtype) -> list[Tensor]:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reg_eps", [0.0, 1e-4])
-def test_dualproj_never_conflicts(reg_eps: float, dtype: torch.dtype):
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_dualproj_never_conflicts(scale: float, dtype: torch.dtype):
+    if dtype == torch.float32:
+        # float32 holds the Gramians of matrices of scale 1e-17..1e17 only (they underflow to 0 or
+        # overflow to inf beyond).
+        scale = min(max(scale, 1e-15), 1e15)
+    factor = 1e-10 if dtype == torch.float64 else 1e-5
     for matrix in random_matrices(dtype):
-        result = DualProj(reg_eps=reg_eps)(matrix)
+        matrix = matrix * scale
+        result = DualProj()(matrix)
         assert result.dtype == dtype
-        # The ridge relaxes J A(J) >= 0 by reg_eps tr(G) max_j |w_j| (see test_upgrad.py).
-        weights = DualProjWeighting(reg_eps=reg_eps)(matrix @ matrix.T)
-        bound = reg_eps * float((matrix * matrix).sum() * weights.abs().max())
-        # The projector's guarantee: (G v)_i >= -τ max_j G_jj max_j |v_j|.
-        squared_norms = (matrix * matrix).sum(dim=1)
-        bound += default_kkt_tolerance(dtype) * float(squared_norms.max() * weights.abs().max())
-        assert float((matrix @ result).min()) >= -bound
+        squared_norms = (matrix.double() ** 2).sum(dim=1)
+        assert float((matrix.double() @ result.double()).min()) >= -factor * float(
+            squared_norms.max()
+        )
 
 
 @pytest.mark.parametrize("m", [2, 3, 4, 6])
@@ -49,20 +54,32 @@ def test_dualproj_weights_match_brute_force(m: int):
     for _ in range(3):
         matrix = torch.randn(m, 5, generator=generator, dtype=torch.float64)
         gramian = matrix @ matrix.T
+        p = torch.full((m,), 1.0 / m, dtype=torch.float64)
+        expected, _ = brute_force_projection(gramian, p)
+        torch.testing.assert_close(DualProjWeighting()(gramian), expected, rtol=1e-7, atol=1e-9)
         regularized = gramian / gramian.trace() + 1e-4 * torch.eye(m, dtype=torch.float64)
-        expected, _ = brute_force_projection(
-            regularized, torch.full((m,), 1.0 / m, dtype=torch.float64)
+        expected, _ = brute_force_projection(regularized, p)
+        torch.testing.assert_close(
+            DualProjWeighting(projector=QuadprogProjector())(gramian),
+            expected,
+            rtol=1e-7,
+            atol=1e-9,
         )
-        torch.testing.assert_close(DualProjWeighting()(gramian), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_dualproj_on_two_conflicting_rows_by_hand():
     # G = [[18, -22], [-22, 38]]; the mean conflicts with row 1 only, so v_1 is free and v_2 = 1/2:
-    # (H v)_1 = 0 gives v_1 = (1/2) H_12 / H_11 with H = G / 56 + 1e-4 I.
+    # (G v)_1 = 0 gives v_1 = (1/2) G_12 / G_11; 0.18 (QuadprogProjector) uses
+    # H = G / 56 + 1e-4 I instead.
     matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
-    v1 = 0.5 * (22 / 56) / (18 / 56 + 1e-4)
+    v1 = 0.5 * 22 / 18
     torch.testing.assert_close(
         DualProj()(matrix), torch.tensor([v1, 0.5], dtype=torch.float64) @ matrix
+    )
+    v1 = 0.5 * (22 / 56) / (18 / 56 + 1e-4)
+    torch.testing.assert_close(
+        DualProj(projector=QuadprogProjector())(matrix),
+        torch.tensor([v1, 0.5], dtype=torch.float64) @ matrix,
     )
 
 
@@ -79,7 +96,7 @@ def test_dualproj_of_zero_matrix_and_of_one_row():
 
 @pytest.mark.parametrize("factor", [1e-3, 1e4])
 def test_dualproj_scales_with_the_matrix(factor: float):
-    aggregator = DualProj(norm_eps=0.0)
+    aggregator = DualProj()
     for matrix in random_matrices(torch.float64)[1:6]:
         expected = factor * aggregator(matrix)
         torch.testing.assert_close(
@@ -97,21 +114,49 @@ def test_dualproj_uses_the_pref_vector():
     )
 
 
-def test_dualproj_repr_and_str():
+def test_dualproj_repr_str_and_settable_hyper_parameters():
     assert str(DualProj()) == "DualProj"
-    assert repr(DualProj(reg_eps=0.5)).startswith(
-        "DualProj(pref_vector=None, norm_eps=0.0001, reg_eps=0.5, "
+    assert repr(DualProj()) == (
+        "DualProj(pref_vector=None, projector=ActiveSetDualConeProjector(tolerance=None))"
     )
+    assert list(inspect.signature(DualProj).parameters) == ["pref_vector", "projector"]
+    assert list(inspect.signature(DualProjWeighting).parameters) == ["pref_vector", "projector"]
+    matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
+    aggregator = DualProj()
+    exact = aggregator(matrix)
+    aggregator.projector = QuadprogProjector()
+    torch.testing.assert_close(aggregator(matrix), DualProj(projector=QuadprogProjector())(matrix))
+    aggregator.projector = None
+    torch.testing.assert_close(aggregator(matrix), exact)
+    aggregator.pref_vector = torch.tensor([2.0, 1.0])
+    torch.testing.assert_close(aggregator(torch.eye(2)), torch.tensor([2.0, 1.0]))
 
 
 @pytest.mark.parametrize(
     ["kwargs", "error"],
     [
-        ({"norm_eps": -1.0}, ValueError),
-        ({"reg_eps": "x"}, TypeError),
+        ({"pref_vector": [1.0]}, TypeError),
+        ({"projector": "x"}, TypeError),
         ({"pref_vector": torch.ones(2, 2)}, ValueError),
     ],
 )
 def test_dualproj_rejects_invalid_parameters(kwargs: dict, error: type[Exception]):
     with pytest.raises(error, match=next(iter(kwargs))):
         DualProj(**kwargs)
+    with pytest.raises(error, match=next(iter(kwargs))):
+        setattr(DualProj(), next(iter(kwargs)), next(iter(kwargs.values())))
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 16, 20])
+def test_dualproj_non_finite_overflow_half_precision_and_integers(m: int):
+    matrix = torch.randn(m, 40, generator=torch.Generator().manual_seed(m))
+    bad = matrix.clone()
+    bad[0, 0] = float("inf")
+    assert not bool(torch.isfinite(DualProj()(bad)).all())
+    assert not bool(torch.isfinite(DualProj()(matrix * 1e19)).all())  # G overflows float32
+    assert not bool(torch.isfinite(DualProj()(matrix.double() * 1e155)).all())
+    for dtype in (torch.float16, torch.bfloat16):
+        result = DualProj()(matrix.to(dtype))
+        assert result.dtype == dtype and bool(torch.isfinite(result).all())
+    with pytest.raises(TypeError, match="matrix"):
+        DualProj()(matrix.to(torch.int64))

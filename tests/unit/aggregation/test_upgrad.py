@@ -1,14 +1,12 @@
+import inspect
+
 import pytest
 import torch
 from torch import Tensor
-from unit.linalg._dual_cone_reference import brute_force_projection
+from unit.linalg._dual_cone_reference import brute_force_projection, kkt_violations
 
 from torchjd.aggregation import Mean, UPGrad, UPGradWeighting
-from torchjd.linalg import (
-    ActiveSetDualConeProjector,
-    DualConeProjector,
-    default_kkt_tolerance,
-)
+from torchjd.linalg import ActiveSetDualConeProjector, DualConeProjector, QuadprogProjector
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -34,47 +32,66 @@ def random_matrices(dtype: torch.dtype) -> list[Tensor]:
     return matrices
 
 
-def reference_weights(
-    gramian: Tensor, pref: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4
-) -> Tensor:
+def reference_weights(gramian: Tensor, pref: Tensor) -> Tensor:
     """UPGrad's weights with every projection solved by brute force over active sets."""
     g = gramian.double()
-    trace = float(g.trace())
-    g = (g / trace if trace >= norm_eps else torch.zeros_like(g)) + reg_eps * torch.eye(
-        len(g), dtype=torch.float64
-    )
     return sum(
         brute_force_projection(g, p * torch.eye(len(g), dtype=torch.float64)[i])[0]
         for i, p in enumerate(pref.double())
     )
 
 
-def assert_never_conflicts(matrix: Tensor, result: Tensor, reg_eps: float) -> None:
-    # With the ridge, the KKT conditions hold for G / tr(G) + reg_eps I, not for G: each product
-    # J_i . A(J) can dip to -reg_eps tr(G) max_j |w_j|, on top of the solver's tolerance.
-    # The projector guarantees (G v)_i >= -τ max_j G_jj max_j |v_j| for each of the m projections,
-    # and the weights are the sum of those v >= 0.
-    weights_bound = float(UPGradWeighting(reg_eps=reg_eps)(matrix @ matrix.T).abs().max())
-    bound = reg_eps * float((matrix * matrix).sum()) * weights_bound
-    squared_norms = (matrix * matrix).sum(dim=1)
-    bound += (
-        default_kkt_tolerance(matrix.dtype)
-        * float(squared_norms.max())
-        * len(matrix)
-        * weights_bound
-    )
-    assert float((matrix @ result).min()) >= -bound
+def assert_never_conflicts(matrix: Tensor, result: Tensor) -> None:
+    # The promise of the default: (J @ A(J)).min() >= -c max_i |J_i|², c = 1e-10 (1e-5 in float32).
+    factor = 1e-10 if matrix.dtype == torch.float64 else 1e-5
+    squared_norms = (matrix.double() ** 2).sum(dim=1)
+    products = matrix.double() @ result.double()
+    assert float(products.min()) >= -factor * float(squared_norms.max())
+
+
+def singular_matrices(dtype: torch.dtype) -> list[Tensor]:
+    """Duplicated rows, a positive combination of rows equal to 0, m > n, rank 1."""
+    generator = torch.Generator().manual_seed(1)
+    matrices = []
+    duplicated = torch.randn(12, 30, generator=generator, dtype=torch.float64)
+    duplicated[6:] = duplicated[:6]
+    matrices.append(duplicated)
+    combination = torch.randn(20, 40, generator=generator, dtype=torch.float64)
+    combination[-1] = -(torch.rand(19, 1, generator=generator, dtype=torch.float64)
+                        * combination[:-1]).sum(dim=0)
+    matrices.append(combination)
+    matrices.append(torch.randn(40, 5, generator=generator, dtype=torch.float64))  # m > n
+    rank_one = torch.randn(9, 1, generator=generator, dtype=torch.float64)
+    matrices.append(rank_one * torch.randn(1, 7, generator=generator, dtype=torch.float64))
+    return [matrix.to(dtype) for matrix in matrices]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reg_eps", [0.0, 1e-4])
-def test_upgrad_never_conflicts(reg_eps: float, dtype: torch.dtype):
-    aggregator = UPGrad(reg_eps=reg_eps)
-    # Without the ridge, the 64-row singular case takes the slow exact path: keep the test short.
-    for matrix in random_matrices(dtype)[: None if reg_eps > 0 else -1]:
+def test_upgrad_never_conflicts(dtype: torch.dtype):
+    aggregator = UPGrad()
+    for matrix in random_matrices(dtype) + singular_matrices(dtype):
         result = aggregator(matrix)
         assert result.dtype == dtype and result.shape == (matrix.shape[1],)
-        assert_never_conflicts(matrix, result, reg_eps)
+        assert_never_conflicts(matrix, result)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1e10, 1e30])
+def test_upgrad_never_conflicts_at_every_scale(scale: float):
+    aggregator = UPGrad()
+    for matrix in random_matrices(torch.float64)[1:7] + singular_matrices(torch.float64):
+        assert_never_conflicts(matrix * scale, aggregator(matrix * scale))
+    # float32 holds the Gramians of matrices of scale 1e-17..1e17 only.
+    scale = min(max(scale, 1e-15), 1e15)
+    for matrix in random_matrices(torch.float32)[1:7] + singular_matrices(torch.float32):
+        assert_never_conflicts(matrix * scale, aggregator(matrix * scale))
+
+
+def test_upgrad_is_not_the_mean_below_0_18s_norm_eps():
+    # 0.18 returned the mean (which conflicts) whenever tr(J J^T) < 1e-4; the default does not.
+    matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64) * 1e-3
+    result = UPGrad()(matrix)
+    assert_never_conflicts(matrix, result)
+    assert float((matrix @ Mean()(matrix)).min()) < 0.0
 
 
 @pytest.mark.parametrize("m", [2, 3, 4, 5])
@@ -84,25 +101,59 @@ def test_upgrad_weights_match_brute_force(m: int):
         matrix = torch.randn(m, 6, generator=generator, dtype=torch.float64)
         gramian = matrix @ matrix.T
         expected = reference_weights(gramian, torch.full((m,), 1.0 / m, dtype=torch.float64))
-        torch.testing.assert_close(UPGradWeighting()(gramian), expected, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(UPGradWeighting()(gramian), expected, rtol=1e-7, atol=1e-9)
         pref = torch.rand(m, generator=generator, dtype=torch.float64)
         expected = reference_weights(gramian, pref)
         torch.testing.assert_close(
-            UPGradWeighting(pref_vector=pref)(gramian), expected, rtol=1e-6, atol=1e-7
+            UPGradWeighting(pref_vector=pref)(gramian), expected, rtol=1e-7, atol=1e-9
         )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_upgrad_on_two_conflicting_rows_by_hand(dtype: torch.dtype):
-    # G = [[18, -22], [-22, 38]], tr = 56, H = G / 56 + 1e-4 I. Projecting e_1 / 2 keeps v_1 = 1/2
-    # and sets v_2 = (1/2)(22/56) / H_22; symmetrically for e_2 / 2.
+    # G = [[18, -22], [-22, 38]]. Projecting e_1 / 2 keeps v_1 = 1/2 and sets v_2 to minimize
+    # v^T G v: v_2 = (1/2)(22 / 38); symmetrically for e_2 / 2.
+    matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=dtype)
+    weights = torch.tensor([0.5 + 0.5 * 22 / 18, 0.5 + 0.5 * 22 / 38], dtype=dtype)
+    torch.testing.assert_close(UPGrad()(matrix), weights @ matrix)
+    assert float((matrix @ UPGrad()(matrix)).min()) >= -1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_upgrad_with_the_quadprog_projector_is_0_18s_default_by_hand(dtype: torch.dtype):
+    # 0.18 solves with H = G / tr(G) + 1e-4 I (tr = 56): v_2 = (1/2)(22 / 56) / H_22, and
+    # printed [0.2929, 1.9004, 1.9004] for this matrix.
     matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=dtype)
     h11, h22, h12 = 18 / 56 + 1e-4, 38 / 56 + 1e-4, 22 / 56
     weights = torch.tensor([0.5 + 0.5 * h12 / h11, 0.5 + 0.5 * h12 / h22], dtype=dtype)
-    torch.testing.assert_close(UPGrad()(matrix), weights @ matrix)
+    aggregator = UPGrad(projector=QuadprogProjector())
+    torch.testing.assert_close(aggregator(matrix), weights @ matrix)
     torch.testing.assert_close(
-        UPGrad()(matrix), torch.tensor([0.2929, 1.9004, 1.9004], dtype=dtype), atol=1e-4, rtol=0
+        aggregator(matrix), torch.tensor([0.2929, 1.9004, 1.9004], dtype=dtype), atol=1e-4, rtol=0
     )
+
+
+@pytest.mark.parametrize("m", [3, 4, 6, 20])
+def test_upgrad_with_the_quadprog_projector_matches_the_regularized_brute_force(m: int):
+    generator = torch.Generator().manual_seed(m)
+    matrix = torch.randn(m, 8, generator=generator, dtype=torch.float64)
+    gramian = matrix @ matrix.T
+    regularized = gramian / gramian.trace() + 1e-4 * torch.eye(m, dtype=torch.float64)
+    if m <= 6:
+        expected = reference_weights(regularized, torch.full((m,), 1.0 / m, dtype=torch.float64))
+    else:
+        # Brute force is 2^m solves: check the KKT conditions of the regularized problem instead.
+        expected = None
+    weights = UPGradWeighting(projector=QuadprogProjector())(gramian)
+    if expected is not None:
+        torch.testing.assert_close(weights, expected, rtol=1e-7, atol=1e-9)
+    else:
+        projections = QuadprogProjector()(torch.eye(m, dtype=torch.float64) / m, gramian)
+        torch.testing.assert_close(weights, projections.sum(dim=0))
+        _, negative, complementarity = kkt_violations(
+            regularized, torch.eye(m, dtype=torch.float64) / m, projections
+        )
+        assert negative <= 1e-9 and complementarity <= 1e-9
 
 
 def test_upgrad_is_the_mean_when_no_rows_conflict():
@@ -140,8 +191,8 @@ def test_upgrad_is_invariant_to_row_permutations(dtype: torch.dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("factor", [1e-3, 7.0, 1e4])
 def test_upgrad_scales_with_the_matrix(factor: float, dtype: torch.dtype):
-    # norm_eps = 0: with the default, a matrix whose squared norm is below 1e-4 counts as zero.
-    aggregator = UPGrad(norm_eps=0.0)
+    # Exactly covariant: the default projector does not depend on the scale of the Gramian.
+    aggregator = UPGrad()
     for matrix in random_matrices(dtype)[1:6]:
         rtol = 1e-3 if dtype == torch.float32 else 1e-6
         expected = factor * aggregator(matrix)
@@ -149,7 +200,9 @@ def test_upgrad_scales_with_the_matrix(factor: float, dtype: torch.dtype):
             aggregator(factor * matrix),
             expected,
             rtol=rtol,
-            atol=rtol * float(expected.abs().max()),
+            # A(J) is exact up to the rounding of J^T w, relative to the scale of J (not of A(J),
+            # which is near 0 for conflicting singular matrices).
+            atol=rtol * factor * float(matrix.abs().max()),
         )
 
 
@@ -157,8 +210,7 @@ def test_upgrad_handles_duplicated_and_opposite_rows():
     row = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     other = torch.tensor([0.3, 1.0, 1.0], dtype=torch.float64)
     matrix = torch.stack([row, row, -row, other])
-    for reg_eps in [0.0, 1e-4]:
-        assert_never_conflicts(matrix, UPGrad(reg_eps=reg_eps)(matrix), reg_eps)
+    assert_never_conflicts(matrix, UPGrad()(matrix))
 
 
 def test_upgrad_weighting_accepts_a_gramian_and_matches_the_aggregator():
@@ -175,41 +227,69 @@ def test_upgrad_is_differentiable_with_constant_weights():
     torch.testing.assert_close(matrix.grad, weights[:, None].expand(2, 3))
 
 
-def test_upgrad_uses_the_given_projector():
+def test_upgrad_uses_the_given_projector_with_the_published_call_convention():
     calls = []
 
     class Recording(DualConeProjector):
-        def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
-            calls.append(vectors.shape)
-            return ActiveSetDualConeProjector()(gramian, vectors)
+        def __call__(self, U: Tensor, G: Tensor) -> Tensor:
+            calls.append((tuple(U.shape), tuple(G.shape)))
+            return ActiveSetDualConeProjector()(U, G)
 
     matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
     torch.testing.assert_close(UPGrad(projector=Recording())(matrix), UPGrad()(matrix))
-    assert calls == [torch.Size([2, 2])]
+    assert calls == [((2, 2), (2, 2))]
+
+
+def test_upgrad_signature_is_the_published_one():
+    for cls in (UPGrad, UPGradWeighting):
+        parameters = inspect.signature(cls).parameters
+        assert list(parameters) == ["pref_vector", "projector"]
+        assert all(parameter.default is None for parameter in parameters.values())
+
+
+def test_upgrad_hyper_parameters_are_settable_and_take_effect_on_the_next_call():
+    matrix = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
+    aggregator = UPGrad()
+    exact = aggregator(matrix)
+    aggregator.projector = QuadprogProjector()
+    assert isinstance(aggregator.gramian_weighting.projector, QuadprogProjector)
+    regularized = aggregator(matrix)
+    assert float((regularized - exact).abs().max()) > 1e-4
+    torch.testing.assert_close(regularized, UPGrad(projector=QuadprogProjector())(matrix))
+    aggregator.projector = None
+    assert isinstance(aggregator.projector, ActiveSetDualConeProjector)
+    torch.testing.assert_close(aggregator(matrix), exact)
+    aggregator.pref_vector = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    assert torch.equal(aggregator.gramian_weighting.pref_vector, aggregator.pref_vector)
+    torch.testing.assert_close(
+        aggregator(matrix), UPGrad(pref_vector=torch.tensor([1.0, 0.0]))(matrix)
+    )
+    weighting = UPGradWeighting()
+    weighting.pref_vector = torch.tensor([2.0, 1.0])
+    torch.testing.assert_close(weighting(torch.eye(2)), torch.tensor([2.0, 1.0]))
+    with pytest.raises(TypeError, match="projector"):
+        aggregator.projector = "quadprog"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="pref_vector"):
+        aggregator.pref_vector = torch.ones(2, 2)
 
 
 def test_upgrad_repr_str_and_hyper_parameters():
-    aggregator = UPGrad(pref_vector=torch.tensor([1.0, 2.0]), norm_eps=0.01, reg_eps=0.0)
+    aggregator = UPGrad(pref_vector=torch.tensor([1.0, 2.0]), projector=QuadprogProjector())
     assert str(aggregator) == "UPGrad"
-    assert repr(aggregator).startswith(
-        "UPGrad(pref_vector=tensor([1., 2.]), norm_eps=0.01, reg_eps=0.0, projector="
+    assert repr(aggregator) == (
+        "UPGrad(pref_vector=tensor([1., 2.]), "
+        "projector=QuadprogProjector(norm_eps=0.0001, reg_eps=0.0001))"
     )
-    assert aggregator.norm_eps == 0.01 and aggregator.reg_eps == 0.0
     assert torch.equal(aggregator.pref_vector, torch.tensor([1.0, 2.0]))
-    assert "weighting.gramian_weighting.pref_vector" in aggregator.state_dict()
+    assert "weighting.gramian_weighting._pref_vector" in aggregator.state_dict()
     assert repr(UPGrad()) == (
-        "UPGrad(pref_vector=None, norm_eps=0.0001, reg_eps=0.0001, "
-        "projector=ActiveSetDualConeProjector(tolerance=None))"
+        "UPGrad(pref_vector=None, projector=ActiveSetDualConeProjector(tolerance=None))"
     )
 
 
 @pytest.mark.parametrize(
     ["kwargs", "error", "name"],
     [
-        ({"norm_eps": -1.0}, ValueError, "norm_eps"),
-        ({"norm_eps": "0.1"}, TypeError, "norm_eps"),
-        ({"reg_eps": float("nan")}, ValueError, "reg_eps"),
-        ({"reg_eps": True}, TypeError, "reg_eps"),
         ({"pref_vector": [1.0, 2.0]}, TypeError, "pref_vector"),
         ({"pref_vector": torch.ones(2, 2)}, ValueError, "pref_vector"),
         ({"pref_vector": torch.tensor([1.0, float("inf")])}, ValueError, "pref_vector"),
@@ -221,8 +301,48 @@ def test_upgrad_rejects_invalid_parameters(kwargs: dict, error: type[Exception],
         UPGrad(**kwargs)
     with pytest.raises(error, match=name):
         UPGradWeighting(**kwargs)
+    with pytest.raises(TypeError):
+        UPGrad(norm_eps=1e-4)  # type: ignore[call-arg]
 
 
 def test_upgrad_rejects_a_pref_vector_of_the_wrong_length():
     with pytest.raises(ValueError, match="pref_vector"):
         UPGrad(pref_vector=torch.ones(3))(torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8, 16, 20])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_upgrad_gives_a_non_finite_result_on_non_finite_input(m: int, bad: float):
+    matrix = torch.randn(m, 6, generator=torch.Generator().manual_seed(m))
+    matrix[0, 0] = bad
+    for aggregator in [UPGrad(), UPGrad(projector=QuadprogProjector())]:
+        assert not bool(torch.isfinite(aggregator(matrix)).all())
+        assert not bool(torch.isfinite(aggregator.gramian_weighting(matrix @ matrix.T)).all())
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 8, 16, 20])
+@pytest.mark.parametrize(["dtype", "factor"], [(torch.float32, 1e19), (torch.float64, 1e155)])
+def test_upgrad_gives_a_non_finite_result_when_the_gramian_overflows(
+    m: int, dtype: torch.dtype, factor: float
+):
+    matrix = torch.randn(m, 50, generator=torch.Generator().manual_seed(m), dtype=dtype) * factor
+    assert bool(torch.isfinite(matrix).all())
+    for aggregator in [UPGrad(), UPGrad(projector=QuadprogProjector())]:
+        assert not bool(torch.isfinite(aggregator(matrix)).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m", [2, 3, 7, 20])
+def test_upgrad_works_in_half_precision(m: int, dtype: torch.dtype):
+    matrix = torch.randn(m, 30, generator=torch.Generator().manual_seed(m)).to(dtype)
+    result = UPGrad()(matrix)
+    assert result.dtype == dtype and bool(torch.isfinite(result).all())
+    expected = UPGrad()(matrix.float())
+    torch.testing.assert_close(result.float(), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_upgrad_rejects_integer_input():
+    with pytest.raises(TypeError, match="matrix"):
+        UPGrad()(torch.ones(2, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="gramian"):
+        UPGradWeighting()(torch.eye(2, dtype=torch.int64))

@@ -3,9 +3,11 @@ import torch
 from torch import Tensor
 from unit.linalg._dual_cone_reference import brute_force_projection, kkt_violations
 
+from torchjd.aggregation import DualProj, UPGrad
 from torchjd.linalg import (
     ActiveSetDualConeProjector,
     DualConeProjector,
+    QuadprogProjector,
     default_kkt_tolerance,
 )
 
@@ -37,7 +39,7 @@ def test_projection_satisfies_kkt_on_random_gramians(m: int, dtype: torch.dtype)
     for rank in sorted({1, max(m // 2, 1), m, 2 * m}):
         gramian = random_gramian(m, rank, dtype, generator)
         u = torch.cat([torch.eye(m, dtype=dtype), torch.randn(7, m, generator=generator).to(dtype)])
-        v = projector(gramian, u)
+        v = projector(u, gramian)
         assert v.dtype == dtype and v.shape == u.shape
         assert_kkt(gramian, u, v)
 
@@ -55,7 +57,7 @@ def test_projection_matches_brute_force_on_definite_gramians(m: int, dtype: torc
                 torch.randn(4, m, generator=generator, dtype=torch.float64),
             ]
         )
-        v = projector(gramian.to(dtype), u.to(dtype))
+        v = projector(u.to(dtype), gramian.to(dtype))
         for u_row, v_row in zip(u, v):
             expected, _ = brute_force_projection(gramian, u_row)
             scale = float(expected.abs().max()) + 1.0
@@ -74,7 +76,7 @@ def test_projection_reaches_the_brute_force_optimum_on_singular_gramians(m: int)
     for rank in [1, 2]:
         gramian = random_gramian(m, rank, torch.float64, generator)
         u = torch.randn(5, m, generator=generator, dtype=torch.float64)
-        v = projector(gramian, u)
+        v = projector(u, gramian)
         for u_row, v_row in zip(u, v):
             _, optimum = brute_force_projection(gramian, u_row)
             value = float(v_row @ gramian @ v_row)
@@ -89,14 +91,14 @@ def test_projection_reaches_the_brute_force_optimum_on_singular_gramians(m: int)
 def test_projection_is_exact_on_two_rows_by_hand(dtype: torch.dtype):
     # G = [[4, -2], [-2, 4]], u = e_1: v_2 minimizes 4 - 4 v_2 + 4 v_2², so v_2 = 1/2.
     gramian = torch.tensor([[4.0, -2.0], [-2.0, 4.0]], dtype=dtype)
-    v = ActiveSetDualConeProjector()(gramian, torch.eye(2, dtype=dtype))
+    v = ActiveSetDualConeProjector()(torch.eye(2, dtype=dtype), gramian)
     torch.testing.assert_close(v, torch.tensor([[1.0, 0.5], [0.5, 1.0]], dtype=dtype))
 
 
 def test_projection_keeps_u_when_nothing_conflicts():
     gramian = torch.tensor([[2.0, 1.0, 0.5], [1.0, 2.0, 0.0], [0.5, 0.0, 1.0]], dtype=torch.float64)
     u = torch.eye(3, dtype=torch.float64)
-    torch.testing.assert_close(ActiveSetDualConeProjector()(gramian, u), u)
+    torch.testing.assert_close(ActiveSetDualConeProjector()(u, gramian), u)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -108,12 +110,12 @@ def test_projection_handles_zero_tiny_and_huge_gramians(m: int, scale: float, dt
     base = base / base.diagonal().max()
     gramian = (base * scale).to(dtype)
     u = torch.cat([torch.eye(m, dtype=dtype), torch.randn(3, m, generator=generator).to(dtype)])
-    v = ActiveSetDualConeProjector()(gramian, u)
+    v = ActiveSetDualConeProjector()(u, gramian)
     assert torch.isfinite(v).all()
     assert_kkt(gramian, u, v)
     if scale > 0.0:
         # The problem does not depend on the magnitude of G.
-        v_unit = ActiveSetDualConeProjector()(base.to(dtype), u)
+        v_unit = ActiveSetDualConeProjector()(u, base.to(dtype))
         assert_kkt(base, u, v_unit)
         value, value_unit = (
             float(torch.einsum("bi,ij,bj->", x.double(), base, x.double())) for x in (v, v_unit)
@@ -130,14 +132,14 @@ def test_projection_handles_duplicated_and_opposite_rows(m: int, dtype: torch.dt
     rows[-1] = -rows[0]  # opposite
     gramian = (rows @ rows.T).to(dtype)
     u = torch.cat([torch.eye(m, dtype=dtype), torch.randn(3, m, generator=generator).to(dtype)])
-    v = ActiveSetDualConeProjector()(gramian, u)
+    v = ActiveSetDualConeProjector()(u, gramian)
     assert_kkt(gramian, u, v)
 
 
 def test_projection_on_opposite_pair_by_hand():
     # G = [[1, -1], [-1, 1]], u = e_1: any v = (t, t), t >= 1, reaches v^T G v = 0.
     gramian = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
-    v = ActiveSetDualConeProjector()(gramian, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    v = ActiveSetDualConeProjector()(torch.tensor([1.0, 0.0], dtype=torch.float64), gramian)
     assert float(v[0]) >= 1.0
     assert abs(float(v[0] - v[1])) <= 1e-6
 
@@ -147,7 +149,7 @@ def test_projection_of_one_row_is_the_positive_part():
     u = torch.tensor([[-2.0], [0.0], [3.0]])
     for g in [0.0, 1e-30, 5.0]:
         torch.testing.assert_close(
-            projector(torch.tensor([[g]]), u), torch.tensor([[0.0], [0.0], [3.0]])
+            projector(u, torch.tensor([[g]])), torch.tensor([[0.0], [0.0], [3.0]])
         )
 
 
@@ -159,7 +161,7 @@ def test_projection_handles_512_rows():
     rows[2] = -rows[3]
     gramian = rows @ rows.T
     u = torch.eye(m)
-    v = ActiveSetDualConeProjector()(gramian, u)
+    v = ActiveSetDualConeProjector()(u, gramian)
     assert_kkt(gramian, u, v)
 
 
@@ -168,10 +170,10 @@ def test_projection_accepts_any_batch_shape(dtype: torch.dtype):
     generator = torch.Generator().manual_seed(0)
     gramian = random_gramian(4, 4, dtype, generator)
     u = torch.randn(2, 3, 4, generator=generator).to(dtype)
-    v = ActiveSetDualConeProjector()(gramian, u)
+    v = ActiveSetDualConeProjector()(u, gramian)
     assert v.shape == (2, 3, 4)
-    torch.testing.assert_close(v[1, 2], ActiveSetDualConeProjector()(gramian, u[1, 2]))
-    assert ActiveSetDualConeProjector()(gramian, torch.zeros(0, 4, dtype=dtype)).shape == (0, 4)
+    torch.testing.assert_close(v[1, 2], ActiveSetDualConeProjector()(u[1, 2], gramian))
+    assert ActiveSetDualConeProjector()(torch.zeros(0, 4, dtype=dtype), gramian).shape == (0, 4)
 
 
 def test_projection_is_positively_homogeneous_in_u():
@@ -179,14 +181,14 @@ def test_projection_is_positively_homogeneous_in_u():
     gramian = random_gramian(6, 6, torch.float64, generator)
     u = torch.randn(6, 6, generator=generator, dtype=torch.float64)
     projector = ActiveSetDualConeProjector()
-    torch.testing.assert_close(projector(gramian, 7.0 * u), 7.0 * projector(gramian, u))
+    torch.testing.assert_close(projector(7.0 * u, gramian), 7.0 * projector(u, gramian))
 
 
-def test_projection_follows_the_device_and_dtype_of_u():
+def test_projection_returns_the_promoted_dtype_on_the_device_of_g():
     gramian = torch.eye(3, dtype=torch.float64)
     u = torch.eye(3, dtype=torch.float32)
-    v = ActiveSetDualConeProjector()(gramian, u)
-    assert v.dtype == torch.float32 and v.device == u.device
+    v = ActiveSetDualConeProjector()(u, gramian)
+    assert v.dtype == torch.float64 and v.device == gramian.device
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -196,7 +198,7 @@ def test_projection_runs_on_cuda(m: int, dtype: torch.dtype):
     generator = torch.Generator().manual_seed(m)
     gramian = random_gramian(m, max(m // 2, 1), torch.float64, generator)
     u = torch.eye(m, dtype=torch.float64)
-    v = ActiveSetDualConeProjector()(gramian.to("cuda", dtype), u.to("cuda", dtype))
+    v = ActiveSetDualConeProjector()(u.to("cuda", dtype), gramian.to("cuda", dtype))
     assert v.device.type == "cuda" and v.dtype == dtype
     assert_kkt(gramian, u, v.cpu())
 
@@ -219,15 +221,71 @@ def test_custom_tolerance_is_validated():
 )
 def test_projection_rejects_mismatched_shapes(gramian: Tensor, u: Tensor):
     with pytest.raises(ValueError):
-        ActiveSetDualConeProjector()(gramian, u)
+        ActiveSetDualConeProjector()(u, gramian)
 
 
-def test_dual_cone_projector_is_an_extensible_interface():
-    class Identity(DualConeProjector):
-        def solve(self, gramian: Tensor, vectors: Tensor) -> Tensor:
-            return vectors
+def test_a_projector_written_for_0_18_works_with_upgrad_and_dualproj():
+    # torchjd 0.18's interface: subclass DualConeProjector and implement __call__(self, U, G).
+    calls = []
 
-    u = torch.ones(2, 3)
-    assert Identity()(torch.eye(3), u) is u
+    class ExactBySearch(DualConeProjector):
+        def __call__(self, U: Tensor, G: Tensor) -> Tensor:
+            calls.append((tuple(U.shape), tuple(G.shape)))
+            rows = [brute_force_projection(G, u)[0] for u in U.reshape(-1, G.shape[0])]
+            return torch.stack(rows).reshape(U.shape).to(G.dtype)
+
+    rows = [[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0], [1.0, -3.0, 0.5]]
+    matrix = torch.tensor(rows, dtype=torch.float64)
+    gramian = matrix @ matrix.T
+    bounds = torch.eye(3, dtype=torch.float64) / 3
+    expected_upgrad = sum(brute_force_projection(gramian, u)[0] for u in bounds)
+    expected_dualproj = brute_force_projection(gramian, bounds.sum(dim=0))[0]
+    torch.testing.assert_close(UPGrad(projector=ExactBySearch())(matrix), expected_upgrad @ matrix)
+    torch.testing.assert_close(
+        DualProj(projector=ExactBySearch())(matrix), expected_dualproj @ matrix
+    )
+    assert calls == [((3, 3), (3, 3)), ((3,), (3, 3))]
     with pytest.raises(TypeError):
         DualConeProjector()  # type: ignore[abstract]
+
+
+def test_projectors_reject_integer_inputs_and_name_them():
+    for projector in [ActiveSetDualConeProjector(), QuadprogProjector()]:
+        with pytest.raises(TypeError, match="`U`"):
+            projector(torch.eye(3, dtype=torch.int64), torch.eye(3))
+        with pytest.raises(TypeError, match="`G`"):
+            projector(torch.eye(3), torch.eye(3, dtype=torch.int32))
+        with pytest.raises(TypeError, match="`weights`"):
+            projector.sum_of_basis_projections(torch.ones(3, dtype=torch.int64), torch.eye(3))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8, 20])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_projectors_return_nan_on_non_finite_inputs(m: int, bad: float):
+    generator = torch.Generator().manual_seed(m)
+    gramian = random_gramian(m, m, torch.float64, generator)
+    u = torch.eye(m, dtype=torch.float64)
+    for projector in [ActiveSetDualConeProjector(), QuadprogProjector()]:
+        bad_gramian = gramian.clone()
+        bad_gramian[0, 0] = bad
+        bad_u = u.clone()
+        bad_u[-1, 0] = bad
+        assert torch.isnan(projector(u, bad_gramian)).all()
+        assert torch.isnan(projector(bad_u, gramian)).all()
+        assert torch.isnan(projector.sum_of_basis_projections(u[0], bad_gramian)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m", [2, 3, 7, 20])
+def test_projectors_accept_half_precision(m: int, dtype: torch.dtype):
+    generator = torch.Generator().manual_seed(m)
+    gramian = random_gramian(m, m, torch.float64, generator)
+    gramian = (gramian / gramian.diagonal().max()).to(dtype)
+    u = torch.eye(m, dtype=dtype)
+    for projector in [ActiveSetDualConeProjector(), QuadprogProjector()]:
+        v = projector(u, gramian)
+        assert v.dtype == dtype and v.shape == u.shape and bool(torch.isfinite(v).all())
+    # Exact for the 16-bit Gramian, up to the rounding of v to 16 bits.
+    v = ActiveSetDualConeProjector()(u, gramian)
+    feasible, negative, _ = kkt_violations(gramian, u, v)
+    assert feasible and negative <= 2e-2

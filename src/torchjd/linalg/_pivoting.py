@@ -1,0 +1,409 @@
+"""
+Batched torch kernels that solve ``min y^T C y, y >= l`` for a unit-diagonal PSD ``C`` ``[m, m]``
+and a batch of bounds ``l`` ``[B, m]``: closed forms, block principal pivoting, ADMM and proximal
+principal pivoting. :mod:`._projection` puts a Gramian in this form and picks among them.
+
+In the unit-diagonal form, the KKT conditions are ``y >= l``, ``C y >= 0`` and
+``(C y)_i (y_i - l_i) = 0`` for every ``i``.
+"""
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+
+def solve_general(gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
+    """
+    Returns ``v = argmin_{v >= u} v^T G v`` ``[B, m]`` for ``G`` ``[m, m]`` (``m >= 3``) and ``u``
+    ``[B, m]``, both finite and in the working dtype.
+
+    With ``d = diag(G)`` (floored at ``eps * max(d)``) and ``D = diag(d)``, ``y = D^{1/2} v`` turns
+    the problem into ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal
+    ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` and the spread of its diagonal do not
+    matter. Up to 16 rows, direct pivoting solves it; otherwise, and for the vectors where that
+    fails, ADMM, then proximal principal pivoting for the vectors that ADMM does not finish.
+    """
+
+    m = gramian.shape[0]
+    correlation, root_d = _to_unit_diagonal(gramian)
+    lower = u * root_d  # the bound on y = D^{1/2} v
+
+    if m <= DIRECT_PIVOTING_MAX_SIZE:
+        y, solved = solve_by_direct_pivoting(correlation, lower, tolerance)
+        if solved is not None and not bool(solved.all()):
+            unsolved = ~solved
+            y[unsolved] = _solve_iteratively(correlation, lower[unsolved], tolerance)
+    else:
+        y = _solve_iteratively(correlation, lower, tolerance)
+    # The bound is kept exactly, whatever the rounding of the division.
+    return torch.maximum(y / root_d, u)
+
+
+def _solve_iteratively(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
+    y, converged = _solve_by_admm(correlation, lower, tolerance)
+    if not bool(converged.all()):
+        # ADMM is fast on well-conditioned Gramians only; finish the others exactly. Pivoting
+        # returns, per vector, the better of its warm start and its own iterates.
+        remaining = ~converged
+        y[remaining] = _solve_by_active_set(correlation, lower[remaining], y[remaining], tolerance)
+    return y
+
+
+def solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
+    """
+    Closed form for ``m = 2``. At the solution each coordinate minimizes the objective with the
+    other fixed: ``v_i = max(u_i, -G_ij v_j / G_ii)``. So if ``v_1 = u_1`` is active then
+    ``v = (u_1, max(u_2, -G_12 u_1 / G_22))``, symmetrically if ``v_2 = u_2`` is, and if neither is
+    then ``v = 0`` (feasible only when ``u <= 0``). All candidates are feasible, so the one with the
+    smallest ``v^T G v`` is a solution.
+    """
+
+    diagonal = torch.diagonal(gramian).clamp(min=0.0)
+    scale = diagonal.max()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    g = gramian / scale
+    g11, g12, _, g22 = g.flatten().unbind()
+    eps = torch.finfo(g.dtype).eps
+    u1, u2 = u.unbind(dim=1)
+    a2 = torch.maximum(u2, -g12 * u1 / g22.clamp(min=eps))
+    b1 = torch.maximum(u1, -g12 * u2 / g11.clamp(min=eps))
+    candidates = torch.stack(
+        [torch.stack([u1, a2], dim=1), torch.stack([b1, u2], dim=1)]
+    )  # [2, B, 2]
+    objectives = ((candidates @ g) * candidates).sum(dim=2)  # [2, B]
+    v = torch.where((objectives[0] <= objectives[1])[:, None], candidates[0], candidates[1])
+    zero_is_feasible = (u <= 0).all(dim=1, keepdim=True)
+    return torch.where(zero_is_feasible, torch.zeros_like(v), v)
+
+
+def _to_unit_diagonal(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """Returns ``C = D^{-1/2} G D^{-1/2}`` and ``D^{1/2}`` (as a vector ``[m]``), ``d`` floored."""
+
+    diagonal = torch.diagonal(gramian).clamp(min=0.0)
+    scale = diagonal.max()
+    # A zero Gramian gets scale 1, so that d is floored to eps (and C = 0) instead of 0.
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    eps = torch.finfo(gramian.dtype).eps
+    root_d = torch.sqrt(torch.maximum(diagonal, scale * eps))
+    # Dividing twice by sqrt(d) never forms d_i d_j, which overflows for a Gramian of scale 1e30.
+    correlation = gramian / root_d[:, None] / root_d[None, :]
+    correlation = (correlation + correlation.T) / 2.0
+    return correlation, root_d
+
+
+def _kkt_violation(correlation: Tensor, y: Tensor, lower: Tensor) -> Tensor:
+    """
+    Returns, for each row of ``y`` ``[B, m]`` (with ``y >= l``), the relative KKT violation of
+    ``min y^T C y, y >= l``: the largest of ``max(-(C y)_i, 0) / ν`` and
+    ``|(C y)_i (y_i - l_i)| / ν²``, with ``ν = max(max_i |y_i|, max_i |l_i|)``.
+    """
+
+    w = y @ correlation  # C y, C symmetric
+    nu = torch.maximum(y.abs().amax(dim=1, keepdim=True), lower.abs().amax(dim=1, keepdim=True))
+    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+    negative_part = (-w).clamp(min=0.0) / nu
+    complementarity = (w.abs() * (y - lower)) / (nu * nu)
+    return torch.maximum(negative_part, complementarity).amax(dim=1)
+
+
+DIRECT_PIVOTING_MAX_SIZE = 16
+
+
+def solve_by_direct_pivoting(
+    correlation: Tensor, lower: Tensor, tolerance: float
+) -> tuple[Tensor, Tensor | None]:
+    """
+    Returns ``y`` ``[B, m]`` for ``min y^T C y, y >= l`` and the batch ``l``, with :func:`pivot`'s
+    mask of the vectors that it solved (``None`` when it solved all of them).
+
+    Each bound is first divided by its largest magnitude (the solution scales with it), so that one
+    threshold fits the whole batch; the first guess of the free set is ``{i : (C l)_i < 0}``.
+    """
+
+    scale = lower.abs().amax(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = (lower / scale) @ correlation
+    s, solved = pivot(correlation, q, q < 0, tolerance)
+    return torch.addcmul(lower, s, scale), solved
+
+
+def pivot(
+    correlation: Tensor, q: Tensor, free: Tensor, tolerance: float
+) -> tuple[Tensor, Tensor | None]:
+    """
+    Up to three rounds of block principal pivoting on the linear complementarity problem
+    ``s >= 0``, ``w = q + C s >= 0``, ``s^T w = 0`` for a batch ``q`` ``[B, m]``: with ``q = C l``
+    and ``y = l + s``, these are the KKT conditions of ``min y^T C y, y >= l``. ``C`` must have a
+    unit diagonal and the bounds a largest magnitude of at most 1.
+
+    Each round guesses the free set ``F`` of every vector (``w_F = 0``, ``s = 0`` off ``F``) and
+    solves, for the whole batch at once, the square systems ``[C_{:F}  -I_{:A}] z = -q`` whose
+    solution holds ``s_F`` on ``F`` and ``w_A`` on the complement ``A``. The guess is right when no
+    ``z_i`` is below ``-t``; otherwise the variables with ``z_i < -t`` flip, all at once. On
+    well-conditioned problems, the first or second round is exact.
+
+    Returns ``s`` (clamped at 0, zero off ``F``) and the mask ``[B]`` of the vectors whose ``s``
+    satisfies the KKT conditions within the tolerance, or ``None`` when all of them do. That common
+    case is decided from ``min z`` and ``max z`` alone: ``w_F = 0`` holds up to the rounding of the
+    solve, and for LU with partial pivoting the residual of ``M z = b`` is at most about
+    ``6 m^3 ρ eps ||M||_∞ ||z||_∞`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    Thm 9.4 and Lemma 9.6), with ``||M||_∞ <= m`` here and the growth factor ``ρ`` taken below 8
+    (it stays near 1 in practice). When ``||z||_∞`` is too large for that bound to be below ``t``,
+    or some vector is not solved, the KKT conditions are checked explicitly, vector by vector.
+    """
+
+    m = correlation.shape[0]
+    # Clamping s_F at 0 moves each w_i by at most m t: t = tolerance / (4 m) keeps it below it.
+    threshold = tolerance / (4.0 * m)
+    trusted = threshold / (48.0 * m**4 * torch.finfo(correlation.dtype).eps)
+    negative_identity = _negative_identity(m, correlation.dtype, correlation.device)
+    negative_q = -q
+    for round_ in range(3):
+        systems = torch.where(free[:, None, :], correlation, negative_identity)
+        z = torch.linalg.solve_ex(systems, negative_q)[0]
+        low, high = torch.aminmax(z)
+        feasible = float(low) >= -threshold  # False for a NaN (from a singular system)
+        if feasible or round_ == 2:
+            break
+        free = free ^ (z < -threshold)
+    s = z.clamp_(min=0.0).mul_(free)
+    if feasible and float(high) <= trusted:
+        return s, None
+    w = torch.addmm(q, s, correlation)
+    # A NaN (from a singular system) fails the comparison.
+    return s, torch.where(free, w.abs(), -w).amax(dim=1) <= tolerance / 2.0
+
+
+def _solve_by_admm(
+    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 100
+) -> tuple[Tensor, Tensor]:
+    """
+    Runs over-relaxed ADMM on ``min y^T C y, y >= l`` for the batch ``l`` ``[B, m]``.
+
+    Splitting ``y = z`` with ``z >= l``, each iteration costs one product with the shared inverse
+    ``(C + ρ I)^{-1}``. ``ρ`` is rebalanced from the ratio of the primal and dual residuals (as in
+    OSQP), which costs a new ``[m, m]`` inverse. Returns ``z`` (which satisfies ``z >= l``) and
+    which rows reached the KKT tolerance.
+    """
+
+    m = correlation.shape[0]
+    rho = 1.0
+    alpha = 1.6
+    eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
+
+    def scaled_inverse(rho: float) -> Tensor:
+        inverse = torch.linalg.inv(correlation + rho * eye) * rho  # ρ (C + ρ I)^{-1}
+        return (inverse + inverse.T) / 2.0
+
+    inverse = scaled_inverse(rho) * alpha
+    z = lower.clamp(min=0.0)
+    dual = torch.zeros_like(lower)  # the scaled multiplier λ / ρ
+    # Stop a bit tighter than the tolerance so that rounding in the final check cannot fail it.
+    target = max(tolerance / 4.0, 50.0 * torch.finfo(lower.dtype).eps)
+    converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
+    check_every = 8
+    for iteration in range(1, max_iterations + 1):
+        # The over-relaxed x = α (z - dual) ρ (C + ρ I)^{-1} + (1 - α) z, in one fused product.
+        x = torch.addmm(z, z - dual, inverse, beta=1.0 - alpha)
+        z_previous = z
+        shifted = x + dual
+        z = torch.maximum(shifted, lower)
+        dual = shifted - z
+        # Well-conditioned problems stop after 6 to 10 iterations; check often there, then less.
+        if iteration in (6, 10) or iteration % check_every == check_every - 2:
+            converged = _kkt_violation(correlation, z, lower) <= target
+            if bool(converged.all()):
+                break
+            primal = float((x - z).abs().max())
+            dual_residual = rho * float((z - z_previous).abs().max())
+            if primal > 0 and dual_residual > 0:
+                ratio = math.sqrt(primal / dual_residual)
+                if ratio > 5.0 or ratio < 0.2:
+                    new_rho = min(max(rho * ratio, 1e-6), 1e6)
+                    dual = dual * (rho / new_rho)
+                    rho = new_rho
+                    inverse = scaled_inverse(rho) * alpha
+    return z, converged
+
+
+def _solve_by_active_set(
+    correlation: Tensor, lower: Tensor, start: Tensor, tolerance: float
+) -> Tensor:
+    """
+    Solves ``min y^T C y, y >= l`` exactly by the active-set method of Lawson and Hanson (1974)
+    for non-negative least squares, batched over the vectors, in float64 (float32 on MPS).
+
+    Writing ``y = l + s``, the problem is ``min ||L^T (l + s)||²`` over ``s >= 0`` for any factor
+    ``C = L L^T``. The method keeps a passive set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it) on
+    which ``C_PP`` stays positive definite, even when ``C`` is singular (``m > n``, duplicated or
+    opposite rows): each step solves ``C_PP z_P = -(C l)_P`` for every vector at once (systems
+    padded to the largest ``|P|``), then either moves ``s`` towards ``z`` until a variable of ``P``
+    reaches 0 (and drops it), or accepts ``s = z`` and adds the variable of most negative
+    ``(C y)_j``. Each vector stops when ``(C y)_j >= -τ ν / 4`` off ``P``. It starts from the
+    positive part of ``start - l`` (an ADMM iterate), so that the passive set is nearly right.
+    Returns, per vector, the iterate with the smallest KKT violation.
+    """
+
+    out_dtype = correlation.dtype
+    work_dtype = torch.float64 if correlation.device.type != "mps" else torch.float32
+    c = correlation.to(work_dtype)
+    lower = lower.to(work_dtype)
+    batch, m = lower.shape
+    positions = torch.arange(m, device=c.device)
+    q = lower @ c
+    nu = torch.maximum(lower.abs().amax(dim=1), start.to(work_dtype).abs().amax(dim=1))
+    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+    threshold = (tolerance / 4.0) * nu  # [B]
+    # Warm start: keep the clearly positive part of the ADMM iterate.
+    s = (start.to(work_dtype) - lower).clamp(min=0.0)
+    passive = s > 1e-3 * nu[:, None]
+    s = s * passive
+    best_y = lower + s
+    best_violation = _kkt_violation(c, best_y, lower)
+    done = best_violation <= tolerance / 2.0
+    entered = torch.zeros_like(passive)  # the variables that each vector added last
+    last_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
+    # Block entries stop for good once one is followed by a leaving variable: a sign that C is
+    # rank-deficient (m > n), where they would grow P beyond the rank.
+    blocks_allowed = torch.ones(batch, dtype=torch.bool, device=c.device)
+    for _ in range(3 * m + 20):
+        if bool(done.all()):
+            break
+        # A tiny ridge keeps C_PP invertible when a block of entering variables makes it singular.
+        z = _solve_free_systems(c, q, passive, ridge=1e-13)
+        bad = passive & ~(z > 0.0)  # a NaN (from a singular system) counts as bad
+        move = bad.any(dim=1) & ~done
+        # Interpolate s + α (z - s) up to the first variable of P that reaches 0.
+        ratios = torch.where(bad, s / (s - z).clamp(min=torch.finfo(work_dtype).tiny), 2.0)
+        alpha = ratios.amin(dim=1, keepdim=True).clamp(max=1.0)
+        reaching_zero = bad & (ratios <= alpha)
+        moved = torch.where(reaching_zero, 0.0, (s + alpha * (z - s)).clamp(min=0.0)) * passive
+        accept = ~move & ~done
+        # A variable that leaves at once (α = 0) after entering means that its negative gradient was
+        # rounding: the vector is optimal to working precision, and would otherwise cycle.
+        single = entered.sum(dim=1) == 1
+        blocks_allowed = blocks_allowed & ~(move & ~single & entered.any(dim=1))
+        done = done | (move & single & (alpha[:, 0] <= 0.0) & (bad & entered).any(dim=1))
+        s = torch.where(move[:, None], moved, torch.where(accept[:, None], z * passive, s))
+        passive = torch.where(move[:, None], passive & (moved > 0.0), passive)
+        # For the accepted vectors, check optimality and add the most negative gradient.
+        gradient = q + s @ c
+        candidates = ~passive & (gradient < -threshold[:, None])
+        optimal = accept & ~candidates.any(dim=1)
+        entering = torch.where(candidates, gradient, float("inf")).argmin(dim=1)
+        add = accept & candidates.any(dim=1)
+        # While the number of violations decreases, all of them enter at once (as in block
+        # principal pivoting); otherwise only the most negative one, which cannot cycle.
+        count = candidates.sum(dim=1)
+        block = add & (count < last_count) & blocks_allowed
+        last_count = torch.where(accept, count, last_count)
+        one = candidates & (positions[None, :] == entering[:, None])
+        entered = torch.where(block[:, None], candidates, one) & add[:, None]
+        passive = passive | entered
+        y = lower + s
+        violation = _kkt_violation(c, y, lower)
+        better = violation < best_violation
+        best_y = torch.where(better[:, None], y, best_y)
+        best_violation = torch.where(better, violation, best_violation)
+        done = done | optimal | (best_violation <= tolerance / 2.0)
+    return best_y.to(out_dtype)
+
+
+def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor, ridge: float = 0.0) -> Tensor:
+    """
+    Returns ``s`` ``[B, m]`` with ``s = 0`` off ``free`` and ``(C_FF + ridge I) s_F = -q_F`` on it.
+    """
+
+    batch, m = q.shape
+    sizes = free.sum(dim=1)
+    k = int(sizes.max())
+    s = torch.zeros_like(q)
+    if k == 0:
+        return s
+    # Free indices first (stable), so the first k columns hold every free index of every row.
+    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)[:, :k]  # [B, k]
+    valid = torch.arange(k, device=c.device)[None, :] < sizes[:, None]  # [B, k]
+    block = c[order[:, :, None], order[:, None, :]]  # [B, k, k]
+    both = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(k, dtype=c.dtype, device=c.device)
+    block = torch.where(both, block, eye.expand_as(block))
+    if ridge > 0.0:
+        block = block + ridge * eye
+    rhs = torch.where(valid, -q.gather(1, order), torch.zeros((), dtype=c.dtype, device=c.device))
+    solution, _ = torch.linalg.solve_ex(block, rhs)
+    return s.scatter(1, order, torch.where(valid, solution, torch.zeros_like(solution)))
+
+
+@functools.lru_cache(maxsize=64)
+def _negative_identity(m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``-I`` ``[m, m]``, cached: it is only read, and building it costs two of the ~20 operations
+    of the fast paths."""
+
+    return -torch.eye(m, dtype=dtype, device=device)
+
+
+def regularized_correlation(gramian: Tensor, trace: float, ridge: float) -> tuple[Tensor, Tensor]:
+    """
+    Returns the unit-diagonal form ``C`` of ``H = G / tr(G) + ridge I`` and ``r`` ``[m]`` such that
+    ``C = R (G + G^T) R`` off the diagonal, with ``R = diag(r)``, in float64 (float32 on MPS), for
+    ``trace = tr(G) > 0`` already read. With ``v = r * y``, ``min v^T H v`` becomes
+    ``min y^T C y`` up to a constant factor.
+
+    The normalization and the unit-diagonal scaling are merged: with ``S = G + G^T`` (symmetric
+    whatever the rounding of ``G``) and ``d = diag(S) + ridge tr(S)``, ``C_ij = S_ij / sqrt(d_i d_j)``
+    and ``r = 1 / sqrt(d)``, so ``tr(G)`` is never divided by.
+    """
+
+    dtype = torch.float64 if gramian.device.type != "mps" else torch.float32
+    symmetric = gramian.to(dtype) + gramian.mT  # promotes to dtype in the same operation
+    # d floored like _to_unit_diagonal does (for ridge = 0 and a zero row), from tr(S) = 2 tr(G).
+    floor = 2.0 * torch.finfo(dtype).eps * trace
+    r = torch.diagonal(symmetric).add(2.0 * ridge * trace).clamp_(min=floor).rsqrt_()
+    correlation = symmetric.mul_(r).mul_(r[:, None])
+    correlation.diagonal().fill_(1.0)
+    return correlation, r
+
+
+def project_regularized(
+    gramian: Tensor, trace: float, ridge: float, vectors: Tensor, tolerance: float
+) -> Tensor | None:
+    """
+    Fast path of :func:`solve_general` on ``G / tr(G) + ridge I`` (``ridge = 0``: on ``G`` itself,
+    whose minimizers do not depend on its scale) for the small ``m`` of UPGrad and DualProj: the
+    same direct pivoting, without the generic checks and conversions
+    (on CPU each tensor operation costs a few microseconds whatever ``m`` is, so their number is
+    the time). Returns ``v`` ``[B, m]`` in float64 (float32 on MPS) for ``vectors`` ``[B, m]``, or
+    ``None`` when pivoting fails (the caller then takes the general path).
+    """
+
+    correlation, r = regularized_correlation(gramian, trace, ridge)
+    u = vectors.to(correlation.dtype)
+    y, solved = solve_by_direct_pivoting(correlation, u / r, tolerance)
+    if solved is not None and not bool(solved.all()):
+        return None
+    # v = r * y, with the bound v >= u kept exactly whatever the rounding.
+    return torch.maximum(y * r, u)
+
+
+def sum_of_basis_projections(
+    gramian: Tensor, trace: float, ridge: float, weights: Tensor, tolerance: float
+) -> Tensor | None:
+    """
+    Returns ``Σ_i argmin_{v >= p_i e_i} v^T H v`` ``[m]`` for ``H = G / tr(G) + ridge I`` and
+    ``p = weights`` ``[m]`` (UPGrad's preferences), in float64 (float32 on MPS), or ``None`` when
+    pivoting fails: :func:`project_regularized` of ``diag(p)`` summed, in fewer operations.
+
+    A bound ``p_i <= 0`` has the solution ``0``. For ``p_i > 0``, in ``y = v / r`` the bound is
+    ``(p_i / r_i) e_i`` and the solution scales with it: ``y = (p_i / r_i) (e_i + s^(i))`` where
+    ``s^(i)`` solves the problem with the bound ``e_i``, whose ``q = C e_i`` is row ``i`` of ``C``.
+    So the sum is ``p⁺ + r * ((p⁺ / r) @ S)``.
+    """
+
+    correlation, r = regularized_correlation(gramian, trace, ridge)
+    s, solved = pivot(correlation, correlation, correlation < 0, tolerance)
+    if solved is not None and not bool(solved.all()):
+        return None
+    positive = weights.to(correlation.dtype).clamp(min=0.0)
+    return torch.addcmul(positive, r, (positive / r) @ s)
