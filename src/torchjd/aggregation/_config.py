@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ._aggregator_bases import Aggregator
+from ._checks import Hyperparameter, optional_vector
 from ._preferences import preference_weights
 
 # U U⁺ w below this many eps (times m ||w||) is rounding noise of a zero projection.
@@ -43,22 +44,11 @@ class ConFIG(Aggregator):
     tensor([1.5000, 1.5000])
     """
 
-    pref_vector: Tensor | None
+    pref_vector = Hyperparameter(optional_vector)
 
     def __init__(self, pref_vector: Tensor | None = None):
         super().__init__()
-        if pref_vector is not None:
-            if not isinstance(pref_vector, Tensor):
-                raise TypeError(
-                    "Parameter `pref_vector` should be a Tensor or None. Found "
-                    f"`{type(pref_vector).__name__}`."
-                )
-            if pref_vector.dim() != 1:
-                raise ValueError(
-                    "Parameter `pref_vector` should be a vector (1 dimension). Found shape "
-                    f"{tuple(pref_vector.shape)}."
-                )
-        self.register_buffer("pref_vector", pref_vector)
+        self.pref_vector = pref_vector
 
     def extra_repr(self) -> str:
         pref_vector = None if self.pref_vector is None else self.pref_vector.tolist()

@@ -59,9 +59,9 @@ def jac_to_grad(
             [ 2.,  4.]])
     >>> weights = jac_to_grad([param], UPGrad())
     >>> param.grad  # Has a positive dot product with both rows.
-    tensor([2.0994, 1.2005])
+    tensor([2.1000, 1.2000])
     >>> weights
-    tensor([0.9995, 0.5500])
+    tensor([1.0000, 0.5500])
     """
 
     tensor_list = as_list_of_tensors(tensors, "tensors")

@@ -107,3 +107,14 @@ def test_config_on_antiparallel_rows_and_another_is_orthogonal_to_the_pair():
     result = ConFIG()(torch.stack([g, -g, h]))
     assert torch.allclose(result @ g, torch.zeros((), dtype=torch.float64), atol=1e-12)
     assert torch.allclose(result, h, atol=1e-12)
+
+
+def test_pref_vector_is_a_validated_settable_property():
+    matrix = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    aggregator = ConFIG()
+    aggregator.pref_vector = torch.tensor([1.0, 3.0])
+    torch.testing.assert_close(aggregator(matrix), ConFIG(torch.tensor([1.0, 3.0]))(matrix))
+    with raises(TypeError, match="`pref_vector`"):
+        aggregator.pref_vector = [1.0, 3.0]
+    with raises(ValueError, match="`pref_vector`"):
+        aggregator.pref_vector = torch.ones(2, 2)

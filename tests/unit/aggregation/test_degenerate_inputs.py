@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 
 import torch
-from pytest import mark, param, raises
+from pytest import mark, raises
 from torch import Tensor
 
 import torchjd.aggregation as agg
@@ -127,19 +127,6 @@ THROUGH_THE_GRAMIAN = [
 # UPGrad and DualProj are being made exact on these inputs by the torchjd.linalg rewrite (issue 12):
 # until it lands, their solver conflicts by up to cos -1e-3 on rank-deficient Gramians and loses
 # scale covariance near 1e-30. Not strict, so that the rewrite turns these into passes.
-_LINALG_REWRITE = ["UPGrad", "DualProj"]
-
-
-def _methods(names: list[str]) -> list:
-    reason = "UPGrad/DualProj exactness on degenerate Gramians is the torchjd.linalg rewrite"
-    return [
-        param(name, marks=mark.xfail(reason=reason, strict=False))
-        if name in _LINALG_REWRITE
-        else name
-        for name in names
-    ]
-
-
 # Krum needs more than 2 * n_byzantine + 2 rows: it refuses fewer with a clear ValueError.
 _MIN_ROWS = {"Krum": 3}
 
@@ -207,7 +194,7 @@ def test_zero_matrix_gives_zero(name: str):
 
 @mark.parametrize("dtype", [torch.float32, torch.float64])
 @mark.parametrize("case", _CASES)
-@mark.parametrize("name", _methods(NON_CONFLICTING))
+@mark.parametrize("name", list(NON_CONFLICTING))
 def test_non_conflicting_methods_never_conflict(name: str, case: str, dtype: torch.dtype):
     matrix = _degenerate_matrices(dtype)[case]
     result = _run(name, matrix)
@@ -218,7 +205,7 @@ def test_non_conflicting_methods_never_conflict(name: str, case: str, dtype: tor
 
 @mark.parametrize("dtype", [torch.float32, torch.float64])
 @mark.parametrize("factor", [1.0, 2.5])
-@mark.parametrize("name", _methods(ZERO_ON_ANTIPARALLEL))
+@mark.parametrize("name", list(ZERO_ON_ANTIPARALLEL))
 def test_antiparallel_rows_give_zero(name: str, factor: float, dtype: torch.dtype):
     g = torch.randn(7, generator=torch.Generator().manual_seed(1), dtype=dtype)
     result = _run(name, torch.stack([g, -factor * g]))
@@ -239,7 +226,7 @@ def test_single_row_gives_a_non_negative_multiple_of_it(name: str):
 
 @mark.parametrize("scale", [1e-30, 1e30])
 @mark.parametrize("case", ["generic", "zero_row_among_others", "rank_1", "duplicated"])
-@mark.parametrize("name", _methods(SCALE_COVARIANT))
+@mark.parametrize("name", list(SCALE_COVARIANT))
 def test_scale_covariance_at_extreme_scales(name: str, case: str, scale: float):
     matrix = _degenerate_matrices(torch.float64)[case]
     expected = _run(name, matrix)
