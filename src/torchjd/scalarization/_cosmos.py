@@ -17,14 +17,16 @@ choice left to the user: this class only implements the objective.
 
 from torch import Tensor
 
+from torchjd._hyperparameter import Hyperparameter
+
 from ._scalarizer_bases import (
     Scalarizer,
-    _check_non_negative_float,
     _check_same_shape,
-    _check_tensor,
     _cosine,
     _format_tensor,
     _like,
+    non_negative_float,
+    optional_weights,
 )
 
 
@@ -56,26 +58,13 @@ class COSMOS(Scalarizer):
     >>> value = cosmos(torch.tensor([2.0, 1.0]))
     """
 
+    lambda_ = Hyperparameter(non_negative_float)
+    weights = Hyperparameter(optional_weights)
+
     def __init__(self, lambda_: float, weights: Tensor | None = None) -> None:
         super().__init__()
         self.lambda_ = lambda_
         self.weights = weights
-
-    @property
-    def lambda_(self) -> float:
-        return self._lambda
-
-    @lambda_.setter
-    def lambda_(self, value: float) -> None:
-        self._lambda = _check_non_negative_float(value, "lambda_")
-
-    @property
-    def weights(self) -> Tensor | None:
-        return self._weights
-
-    @weights.setter
-    def weights(self, value: Tensor | None) -> None:
-        self._weights = None if value is None else _check_tensor(value, "weights", non_negative=True)
 
     def extra_repr(self) -> str:
         return f"lambda_={self.lambda_}, weights={_format_tensor(self.weights)}"

@@ -19,14 +19,17 @@ everywhere.)
 
 from torch import Tensor
 
+from torchjd._hyperparameter import Hyperparameter
+
 from ._scalarizer_bases import (
     Scalarizer,
-    _check_non_negative_float,
     _check_same_shape,
-    _check_tensor,
     _format_tensor,
     _like,
     _norm,
+    non_negative_float,
+    optional_tensor,
+    optional_weights,
 )
 
 
@@ -56,6 +59,10 @@ class PBI(Scalarizer):
     tensor(7.)
     """
 
+    theta = Hyperparameter(non_negative_float)
+    weights = Hyperparameter(optional_weights)
+    reference = Hyperparameter(optional_tensor)
+
     def __init__(
         self,
         theta: float = 5.0,
@@ -66,30 +73,6 @@ class PBI(Scalarizer):
         self.theta = theta
         self.weights = weights
         self.reference = reference
-
-    @property
-    def theta(self) -> float:
-        return self._theta
-
-    @theta.setter
-    def theta(self, value: float) -> None:
-        self._theta = _check_non_negative_float(value, "theta")
-
-    @property
-    def weights(self) -> Tensor | None:
-        return self._weights
-
-    @weights.setter
-    def weights(self, value: Tensor | None) -> None:
-        self._weights = None if value is None else _check_tensor(value, "weights", non_negative=True)
-
-    @property
-    def reference(self) -> Tensor | None:
-        return self._reference
-
-    @reference.setter
-    def reference(self, value: Tensor | None) -> None:
-        self._reference = None if value is None else _check_tensor(value, "reference")
 
     def extra_repr(self) -> str:
         return (

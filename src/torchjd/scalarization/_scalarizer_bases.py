@@ -165,3 +165,26 @@ def _cosine(a: Tensor, b: Tensor) -> Tensor:
     denominator = torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)
     safe_denominator = torch.where(positive, denominator, torch.ones_like(denominator))
     return torch.where(positive, (a @ b) / safe_denominator, 0.0)
+
+
+def non_negative_float(name: str, value: object) -> float:
+    """:class:`~torchjd._hyperparameter.Hyperparameter` check of a finite float ``>= 0``."""
+    return _check_non_negative_float(value, name)  # type: ignore[arg-type]
+
+
+def positive_float(name: str, value: object) -> float:
+    """:class:`~torchjd._hyperparameter.Hyperparameter` check of a finite float ``> 0``."""
+    return _check_positive_float(value, name)  # type: ignore[arg-type]
+
+
+def optional_tensor(name: str, value: object) -> Tensor | None:
+    """:class:`~torchjd._hyperparameter.Hyperparameter` check of ``None`` or a finite tensor."""
+    return None if value is None else _check_tensor(value, name)  # type: ignore[arg-type]
+
+
+def optional_weights(name: str, value: object) -> Tensor | None:
+    """:class:`~torchjd._hyperparameter.Hyperparameter` check of ``None`` or non-negative weights."""
+    if value is None:
+        return None
+    return _check_tensor(value, name, non_negative=True)  # type: ignore[arg-type]
+

@@ -19,13 +19,16 @@ weighted most. With ``T = max_i λ_i (L_i - z*_i)`` the Tchebycheff value,
 import torch
 from torch import Tensor
 
+from torchjd._hyperparameter import Hyperparameter
+
 from ._scalarizer_bases import (
     Scalarizer,
-    _check_positive_float,
     _check_same_shape,
-    _check_tensor,
     _format_tensor,
     _like,
+    optional_tensor,
+    optional_weights,
+    positive_float,
 )
 
 
@@ -57,6 +60,10 @@ class STCH(Scalarizer):
     tensor(1.8133)
     """
 
+    mu = Hyperparameter(positive_float)
+    weights = Hyperparameter(optional_weights)
+    reference = Hyperparameter(optional_tensor)
+
     def __init__(
         self,
         mu: float = 1.0,
@@ -67,30 +74,6 @@ class STCH(Scalarizer):
         self.mu = mu
         self.weights = weights
         self.reference = reference
-
-    @property
-    def mu(self) -> float:
-        return self._mu
-
-    @mu.setter
-    def mu(self, value: float) -> None:
-        self._mu = _check_positive_float(value, "mu")
-
-    @property
-    def weights(self) -> Tensor | None:
-        return self._weights
-
-    @weights.setter
-    def weights(self, value: Tensor | None) -> None:
-        self._weights = None if value is None else _check_tensor(value, "weights", non_negative=True)
-
-    @property
-    def reference(self) -> Tensor | None:
-        return self._reference
-
-    @reference.setter
-    def reference(self, value: Tensor | None) -> None:
-        self._reference = None if value is None else _check_tensor(value, "reference")
 
     def extra_repr(self) -> str:
         return (
