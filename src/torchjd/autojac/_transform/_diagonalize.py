@@ -32,13 +32,7 @@ class Diagonalize(Transform):
         return {key: column.reshape((m,) + key.shape) for key, column in zip(self.keys, columns)}
 
     def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
-        keys = set(self.keys)
-        if keys != set(input_keys):
-            raise RequirementError(
-                f"{self} expects exactly the keys it diagonalizes: {len(keys)} keys, found "
-                f"{len(input_keys)} keys of which {len(keys & set(input_keys))} match."
-            )
-        return keys
+        return _check_exactly_its_keys(self, self.keys, input_keys)
 
 
 class DiagonalizeByKey(Transform):
@@ -63,10 +57,18 @@ class DiagonalizeByKey(Transform):
         return output
 
     def check_keys(self, input_keys: Set[Tensor]) -> set[Tensor]:
-        keys = set(self.keys)
-        if keys != set(input_keys):
-            raise RequirementError(
-                f"{self} expects exactly the keys it diagonalizes: {len(keys)} keys, found "
-                f"{len(input_keys)} keys of which {len(keys & set(input_keys))} match."
-            )
-        return keys
+        return _check_exactly_its_keys(self, self.keys, input_keys)
+
+
+def _check_exactly_its_keys(
+    transform: Transform, keys: Sequence[Tensor], input_keys: Set[Tensor]
+) -> set[Tensor]:
+    """The output keys of a diagonalizing ``transform``: exactly its ``keys``, which it requires."""
+
+    key_set = set(keys)
+    if key_set != set(input_keys):
+        raise RequirementError(
+            f"{transform} expects exactly the keys it diagonalizes: {len(key_set)} keys, found "
+            f"{len(input_keys)} keys of which {len(key_set & set(input_keys))} match."
+        )
+    return key_set
