@@ -1,7 +1,8 @@
 """
 Batched torch kernels that solve ``min y^T C y, y >= l`` for a unit-diagonal PSD ``C`` ``[m, m]``
-and a batch of bounds ``l`` ``[B, m]``: closed forms, block principal pivoting, ADMM and proximal
-principal pivoting. :mod:`._projection` puts a Gramian in this form and picks among them.
+and a batch of bounds ``l`` ``[B, m]``: closed forms, block principal pivoting, ADMM and, in
+:mod:`._lawson_hanson`, an exact active-set method in the space of a factor of ``C``.
+:mod:`._projection` puts a Gramian in this form and picks among them.
 
 In the unit-diagonal form, the KKT conditions are ``y >= l``, ``C y >= 0`` and
 ``(C y)_i (y_i - l_i) = 0`` for every ``i``.
@@ -13,8 +14,14 @@ import math
 import torch
 from torch import Tensor
 
+from ._lawson_hanson import (
+    pivoted_cholesky,
+    solve_by_positive_null_combination,
+    solve_in_factor_space,
+)
 
-def solve_general(gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
+
+def solve_general(gramian: Tensor, u: Tensor, tolerance: float, rank_threshold: float) -> Tensor:
     """
     Returns ``v = argmin_{v >= u} v^T G v`` ``[B, m]`` for ``G`` ``[m, m]`` (``m >= 3``) and ``u``
     ``[B, m]``, both finite and in the working dtype.
@@ -22,8 +29,12 @@ def solve_general(gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
     With ``d = diag(G)`` (floored at ``eps * max(d)``) and ``D = diag(d)``, ``y = D^{1/2} v`` turns
     the problem into ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal
     ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` and the spread of its diagonal do not
-    matter. Up to 16 rows, direct pivoting solves it; otherwise, and for the vectors where that
-    fails, ADMM, then proximal principal pivoting for the vectors that ADMM does not finish.
+    matter. Up to 16 rows, direct pivoting solves it. Otherwise, a Cholesky factorization of ``C``
+    with diagonal pivoting, which drops the pivots below ``rank_threshold`` (the precision in
+    which ``G`` is given), tells its rank ``r``: for ``r <= LOW_RANK``, Lawson and Hanson's method
+    in the space of the factor solves every vector exactly, at a cost that grows with ``r`` and not
+    with ``m``; for a larger rank, ADMM, then Lawson and Hanson for the vectors that it does not
+    finish. Singular Gramians whose rows positively span their span have a closed form.
     """
 
     m = gramian.shape[0]
@@ -32,23 +43,63 @@ def solve_general(gramian: Tensor, u: Tensor, tolerance: float) -> Tensor:
 
     if m <= DIRECT_PIVOTING_MAX_SIZE:
         y, solved = solve_by_direct_pivoting(correlation, lower, tolerance)
-        if solved is not None and not bool(solved.all()):
-            unsolved = ~solved
-            y[unsolved] = _solve_iteratively(correlation, lower[unsolved], tolerance)
-    else:
-        y = _solve_iteratively(correlation, lower, tolerance)
+        if solved is None or bool(solved.all()):
+            return torch.maximum(y / root_d, u)
+        unsolved = ~solved
+        y[unsolved] = _solve_exactly(correlation, lower[unsolved], tolerance, rank_threshold)
+        return torch.maximum(y / root_d, u)
+
+    factor = _factor_if_singular(correlation, rank_threshold)
+    if factor is not None:
+        y = solve_by_positive_null_combination(factor, lower, tolerance)
+        if y is not None:
+            return torch.maximum(y / root_d, u)
+    y, converged = _solve_by_admm(correlation, lower, tolerance)
+    if not bool(converged.all()):
+        # ADMM is fast on well-conditioned Gramians only; finish the others exactly, from its
+        # iterates.
+        remaining = ~converged
+        if factor is None:
+            factor = pivoted_cholesky(correlation, rank_threshold, m)
+            assert factor is not None  # the rank never exceeds m
+        y[remaining] = solve_in_factor_space(
+            factor, lower[remaining], tolerance, start=y[remaining]
+        )
     # The bound is kept exactly, whatever the rounding of the division.
     return torch.maximum(y / root_d, u)
 
 
-def _solve_iteratively(correlation: Tensor, lower: Tensor, tolerance: float) -> Tensor:
-    y, converged = _solve_by_admm(correlation, lower, tolerance)
-    if not bool(converged.all()):
-        # ADMM is fast on well-conditioned Gramians only; finish the others exactly. Pivoting
-        # returns, per vector, the better of its warm start and its own iterates.
-        remaining = ~converged
-        y[remaining] = _solve_by_active_set(correlation, lower[remaining], y[remaining], tolerance)
-    return y
+# Up to this rank, the pivoted factorization runs in full; above, only for a singular C.
+LOW_RANK = 64
+
+
+def _factor_if_singular(correlation: Tensor, rank_threshold: float) -> Tensor | None:
+    """
+    Returns the factor of :func:`pivoted_cholesky` of ``C`` when its rank is below ``m``, else
+    ``None``. A rank up to :data:`LOW_RANK` shows within that many pivots; above, an unpivoted
+    Cholesky factorization (one call, much faster than pivoting column by column) tells whether
+    a pivot falls below the threshold.
+    """
+
+    m = correlation.shape[0]
+    factor = pivoted_cholesky(correlation, rank_threshold, min(LOW_RANK, m - 1))
+    if factor is not None or m - 1 <= LOW_RANK:
+        return factor
+    cholesky, info = torch.linalg.cholesky_ex(correlation)
+    if int(info) == 0 and float(cholesky.diagonal().amin()) ** 2 > rank_threshold:
+        return None
+    factor = pivoted_cholesky(correlation, rank_threshold, m - 1)
+    return factor
+
+
+def _solve_exactly(
+    correlation: Tensor, lower: Tensor, tolerance: float, rank_threshold: float
+) -> Tensor:
+    """Lawson and Hanson in the space of a factor of ``C``."""
+
+    factor = pivoted_cholesky(correlation, rank_threshold, correlation.shape[0])
+    assert factor is not None  # the rank never exceeds m
+    return solve_in_factor_space(factor, lower, tolerance)
 
 
 def solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
@@ -226,114 +277,6 @@ def _solve_by_admm(
                     rho = new_rho
                     inverse = scaled_inverse(rho) * alpha
     return z, converged
-
-
-def _solve_by_active_set(
-    correlation: Tensor, lower: Tensor, start: Tensor, tolerance: float
-) -> Tensor:
-    """
-    Solves ``min y^T C y, y >= l`` exactly by the active-set method of Lawson and Hanson (1974)
-    for non-negative least squares, batched over the vectors, in float64 (float32 on MPS).
-
-    Writing ``y = l + s``, the problem is ``min ||L^T (l + s)||²`` over ``s >= 0`` for any factor
-    ``C = L L^T``. The method keeps a passive set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it) on
-    which ``C_PP`` stays positive definite, even when ``C`` is singular (``m > n``, duplicated or
-    opposite rows): each step solves ``C_PP z_P = -(C l)_P`` for every vector at once (systems
-    padded to the largest ``|P|``), then either moves ``s`` towards ``z`` until a variable of ``P``
-    reaches 0 (and drops it), or accepts ``s = z`` and adds the variable of most negative
-    ``(C y)_j``. Each vector stops when ``(C y)_j >= -τ ν / 4`` off ``P``. It starts from the
-    positive part of ``start - l`` (an ADMM iterate), so that the passive set is nearly right.
-    Returns, per vector, the iterate with the smallest KKT violation.
-    """
-
-    out_dtype = correlation.dtype
-    work_dtype = torch.float64 if correlation.device.type != "mps" else torch.float32
-    c = correlation.to(work_dtype)
-    lower = lower.to(work_dtype)
-    batch, m = lower.shape
-    positions = torch.arange(m, device=c.device)
-    q = lower @ c
-    nu = torch.maximum(lower.abs().amax(dim=1), start.to(work_dtype).abs().amax(dim=1))
-    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
-    threshold = (tolerance / 4.0) * nu  # [B]
-    # Warm start: keep the clearly positive part of the ADMM iterate.
-    s = (start.to(work_dtype) - lower).clamp(min=0.0)
-    passive = s > 1e-3 * nu[:, None]
-    s = s * passive
-    best_y = lower + s
-    best_violation = _kkt_violation(c, best_y, lower)
-    done = best_violation <= tolerance / 2.0
-    entered = torch.zeros_like(passive)  # the variables that each vector added last
-    last_count = torch.full((batch,), m + 1, dtype=torch.long, device=c.device)
-    # Block entries stop for good once one is followed by a leaving variable: a sign that C is
-    # rank-deficient (m > n), where they would grow P beyond the rank.
-    blocks_allowed = torch.ones(batch, dtype=torch.bool, device=c.device)
-    for _ in range(3 * m + 20):
-        if bool(done.all()):
-            break
-        # A tiny ridge keeps C_PP invertible when a block of entering variables makes it singular.
-        z = _solve_free_systems(c, q, passive, ridge=1e-13)
-        bad = passive & ~(z > 0.0)  # a NaN (from a singular system) counts as bad
-        move = bad.any(dim=1) & ~done
-        # Interpolate s + α (z - s) up to the first variable of P that reaches 0.
-        ratios = torch.where(bad, s / (s - z).clamp(min=torch.finfo(work_dtype).tiny), 2.0)
-        alpha = ratios.amin(dim=1, keepdim=True).clamp(max=1.0)
-        reaching_zero = bad & (ratios <= alpha)
-        moved = torch.where(reaching_zero, 0.0, (s + alpha * (z - s)).clamp(min=0.0)) * passive
-        accept = ~move & ~done
-        # A variable that leaves at once (α = 0) after entering means that its negative gradient was
-        # rounding: the vector is optimal to working precision, and would otherwise cycle.
-        single = entered.sum(dim=1) == 1
-        blocks_allowed = blocks_allowed & ~(move & ~single & entered.any(dim=1))
-        done = done | (move & single & (alpha[:, 0] <= 0.0) & (bad & entered).any(dim=1))
-        s = torch.where(move[:, None], moved, torch.where(accept[:, None], z * passive, s))
-        passive = torch.where(move[:, None], passive & (moved > 0.0), passive)
-        # For the accepted vectors, check optimality and add the most negative gradient.
-        gradient = q + s @ c
-        candidates = ~passive & (gradient < -threshold[:, None])
-        optimal = accept & ~candidates.any(dim=1)
-        entering = torch.where(candidates, gradient, float("inf")).argmin(dim=1)
-        add = accept & candidates.any(dim=1)
-        # While the number of violations decreases, all of them enter at once (as in block
-        # principal pivoting); otherwise only the most negative one, which cannot cycle.
-        count = candidates.sum(dim=1)
-        block = add & (count < last_count) & blocks_allowed
-        last_count = torch.where(accept, count, last_count)
-        one = candidates & (positions[None, :] == entering[:, None])
-        entered = torch.where(block[:, None], candidates, one) & add[:, None]
-        passive = passive | entered
-        y = lower + s
-        violation = _kkt_violation(c, y, lower)
-        better = violation < best_violation
-        best_y = torch.where(better[:, None], y, best_y)
-        best_violation = torch.where(better, violation, best_violation)
-        done = done | optimal | (best_violation <= tolerance / 2.0)
-    return best_y.to(out_dtype)
-
-
-def _solve_free_systems(c: Tensor, q: Tensor, free: Tensor, ridge: float = 0.0) -> Tensor:
-    """
-    Returns ``s`` ``[B, m]`` with ``s = 0`` off ``free`` and ``(C_FF + ridge I) s_F = -q_F`` on it.
-    """
-
-    batch, m = q.shape
-    sizes = free.sum(dim=1)
-    k = int(sizes.max())
-    s = torch.zeros_like(q)
-    if k == 0:
-        return s
-    # Free indices first (stable), so the first k columns hold every free index of every row.
-    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)[:, :k]  # [B, k]
-    valid = torch.arange(k, device=c.device)[None, :] < sizes[:, None]  # [B, k]
-    block = c[order[:, :, None], order[:, None, :]]  # [B, k, k]
-    both = valid[:, :, None] & valid[:, None, :]
-    eye = torch.eye(k, dtype=c.dtype, device=c.device)
-    block = torch.where(both, block, eye.expand_as(block))
-    if ridge > 0.0:
-        block = block + ridge * eye
-    rhs = torch.where(valid, -q.gather(1, order), torch.zeros((), dtype=c.dtype, device=c.device))
-    solution, _ = torch.linalg.solve_ex(block, rhs)
-    return s.scatter(1, order, torch.where(valid, solution, torch.zeros_like(solution)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,296 @@
+"""
+The exact finisher of the projections: the active-set method of Lawson and Hanson (1974) for
+``min y^T C y, y >= l``, batched over the bounds ``l``, in the space of a factor ``C = F F^T``.
+
+With ``y = l + s``, the problem is the non-negative least-squares problem
+``min ||F^T l + F_P^T s_P||²`` over ``s >= 0``, where ``F_P`` holds the rows of ``F`` of the passive
+set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it). Lawson and Hanson only ever add a variable whose
+row is not in the span of ``F_P``, so ``|P|`` never exceeds the rank ``r`` of ``F``, however many
+rows ``C`` has: a singular ``C`` (``m > n``, duplicated or opposite rows) costs no more than its rank.
+
+Every vector keeps the inverse of its ``M = F_P F_P^T`` (``[K, K]``, ``K = r``, unused slots hold the
+identity), which a variable entering or leaving changes by one rank-one update. So a step costs one
+product with ``F`` ``[m, r]`` per vector (the gradient ``C y = F (F^T y)``) and ``O(r²)`` for the
+update, instead of a new factorization of ``M``.
+"""
+
+import math
+
+import torch
+from torch import Tensor
+
+# A row whose squared distance to the span of F_P is below this fraction of its squared norm does
+# not enter P: it is in the span to working precision.
+_DEPENDENT = 1e-13
+# At most this many variables enter a vector's P in one step.
+BLOCK_SIZE = 4
+
+
+def pivoted_cholesky(matrix: Tensor, threshold: float, max_rank: int) -> Tensor | None:
+    """
+    Returns ``F`` ``[m, r]`` with ``F F^T`` equal to the PSD ``matrix`` ``[m, m]`` up to the pivots
+    below ``threshold``, by Cholesky with diagonal pivoting, or ``None`` when the rank exceeds
+    ``max_rank``. Each dropped pivot bounds the diagonal of the residual ``matrix - F F^T`` (which
+    is PSD when ``matrix`` is).
+    """
+
+    m = matrix.shape[0]
+    residual = matrix.diagonal().clone()
+    factor = matrix.new_zeros(m, min(max_rank, m))
+    for k in range(min(max_rank, m) + 1):
+        pivot = int(residual.argmax())
+        value = float(residual[pivot])
+        if not value > threshold:
+            return factor[:, :k]
+        if k == factor.shape[1]:
+            return None
+        column = (matrix[:, pivot] - factor[:, :k] @ factor[pivot, :k]) / math.sqrt(value)
+        factor[:, k] = column
+        residual -= column * column
+        residual[pivot] = 0.0
+    return factor
+
+
+def solve_in_factor_space(
+    factor: Tensor,
+    lower: Tensor,
+    tolerance: float,
+    start: Tensor | None = None,
+    max_steps: int | None = None,
+) -> Tensor:
+    """
+    Returns ``y`` ``[B, m]`` solving ``min y^T F F^T y, y >= l`` for the factor ``F`` ``[m, r]``
+    and the bounds ``l`` ``[B, m]`` (float64, or float32 on MPS), to the relative KKT tolerance
+    ``tolerance``: per vector, ``(C y)_j >= -τ ν / 4`` off ``P`` with ``ν = max_j |l_j|`` and
+    ``(C y)_j = 0`` on ``P`` up to rounding.
+
+    The steps of the vectors are taken together. A vector whose gradient has negative entries adds
+    its most negative one, and all of them at once while their count decreases (as block principal
+    pivoting would); the solution ``z`` of the least-squares problem on ``P`` is then accepted when
+    it is positive, and otherwise ``s`` moves towards it until a variable of ``P`` reaches 0, which
+    leaves. Returns, per vector, the iterate of smallest KKT violation.
+
+    With ``start`` ``[B, m]`` (e.g. an ADMM iterate, ``>= l``), each vector starts from ``P`` the
+    clearly positive entries of ``start - l`` (its ``r`` largest at most), when ``F_P`` has full
+    rank, and from ``P`` empty otherwise.
+    """
+
+    batch, m = lower.shape
+    rank = factor.shape[1]
+    slots = max(rank, 1)
+    device, dtype = factor.device, factor.dtype
+    if rank == 0:
+        return lower.clamp(min=0.0)  # C = 0: s = max(-l, 0) makes y = max(l, 0)
+
+    x0 = lower @ factor  # F^T l, [B, r]
+    nu = lower.abs().amax(dim=1)
+    nu = torch.where(nu > 0, nu, torch.ones_like(nu))
+    threshold = (tolerance / 4.0) * nu  # [B]
+
+    variables = torch.full((batch, slots), -1, dtype=torch.long, device=device)  # -1: unused
+    rows_of_p = factor.new_zeros(batch, slots, rank)  # the rows of F in the slots, 0 if unused
+    inverse = torch.eye(slots, dtype=dtype, device=device).repeat(batch, 1, 1)
+    s = torch.zeros(batch, slots, dtype=dtype, device=device)  # s on the slots
+    passive = torch.zeros(batch, m, dtype=torch.bool, device=device)
+    rows = torch.arange(batch, device=device)
+    positions = torch.arange(m, device=device)
+
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    searching = torch.ones(batch, dtype=torch.bool, device=device)  # else: moving back inside
+    last_count = torch.full((batch,), m + 1, dtype=torch.long, device=device)
+    best_y = lower.clone()
+    best_violation = torch.full((batch,), math.inf, dtype=dtype, device=device)
+    if start is not None:
+        _warm_start(factor, lower, start, nu, variables, rows_of_p, inverse, s, passive)
+        # A warm-started s is not the least-squares solution on its P: solve before checking.
+        searching = ~passive.any(dim=1)
+
+    for _ in range(max_steps if max_steps is not None else 3 * m + 20):
+        # The gradient C y = F (F^T l + F_P^T s_P) of every vector.
+        in_use = variables >= 0
+        x = x0 + torch.bmm(s[:, None, :], rows_of_p)[:, 0]
+        gradient = x @ factor.T  # [B, m]
+
+        y = torch.cat([lower, lower.new_zeros(batch, 1)], dim=1)
+        y = y.scatter_add(1, torch.where(in_use, variables, m), s)[:, :m]
+        violation = _violation(gradient, y, lower, nu)
+        better = violation < best_violation
+        best_y = torch.where(better[:, None], y, best_y)
+        best_violation = torch.where(better, violation, best_violation)
+
+        candidates = ~passive & (gradient < -threshold[:, None])
+        count = candidates.sum(dim=1)
+        done = done | (searching & (count == 0))
+        if bool(done.all()):
+            break
+
+        # Entering variables: the most negative entry, or a block of the most negative ones while
+        # their count falls.
+        adding = searching & ~done
+        block = adding & (count < last_count)
+        last_count = torch.where(adding, count, last_count)
+        wanted = torch.where(block, count.clamp(max=BLOCK_SIZE), 1) * adding
+        added = torch.zeros(batch, dtype=torch.long, device=device)
+        tried = torch.zeros(batch, dtype=torch.long, device=device)
+        while True:
+            trying = (tried < wanted) & candidates.any(dim=1) & (variables < 0).any(dim=1)
+            if not bool(trying.any()):
+                break
+            j = torch.where(candidates, gradient, math.inf).argmin(dim=1)
+            candidates[rows, j] = False
+            free_slot = (variables < 0).to(torch.int8).argmax(dim=1)
+            accepted = _border(rows_of_p, inverse, factor[j], free_slot, trying)
+            variables[accepted, free_slot[accepted]] = j[accepted]
+            passive[rows[accepted], j[accepted]] = True
+            added += accepted
+            tried += trying
+        # A vector that could add nothing is optimal to working precision.
+        done = done | (adding & (added == 0))
+
+        # The least-squares solution on P, then the move back inside s >= 0 where it is not.
+        for _ in range(slots + 1):
+            active = ~done
+            in_use = variables >= 0
+            rhs = -(rows_of_p @ x0[:, :, None])[:, :, 0]  # -F_P F^T l
+            z = _refined_solve(inverse, rows_of_p, rhs, in_use)
+            bad = in_use & ~(z > 0.0) & active[:, None]
+            moving = bad.any(dim=1)
+            accept = active & ~moving
+            s = torch.where(accept[:, None], torch.where(in_use, z, 0.0), s)
+            searching = torch.where(active, accept, searching)
+            if not bool(moving.any()):
+                break
+            ratios = torch.where(bad, s / (s - z).clamp(min=torch.finfo(dtype).tiny), math.inf)
+            alpha = ratios.amin(dim=1, keepdim=True).clamp(max=1.0)
+            leaving = torch.where(moving, ratios.argmin(dim=1), 0)
+            moved = (s + alpha * (z - s)).clamp(min=0.0)
+            s = torch.where(moving[:, None], moved, s)
+            s[rows[moving], leaving[moving]] = 0.0
+            # Every variable of P at 0 leaves, the first one to reach it included.
+            while True:
+                zero = (variables >= 0) & ~(s > 0.0) & moving[:, None]
+                if not bool(zero.any()):
+                    break
+                has = zero.any(dim=1)
+                slot = zero.to(torch.int8).argmax(dim=1)
+                passive[rows[has], variables[rows[has], slot[has]]] = False
+                _unborder(rows_of_p, inverse, slot, has)
+                variables[rows[has], slot[has]] = -1
+                s[rows[has], slot[has]] = 0.0
+    return best_y
+
+
+def _warm_start(
+    factor: Tensor,
+    lower: Tensor,
+    start: Tensor,
+    nu: Tensor,
+    variables: Tensor,
+    rows_of_p: Tensor,
+    inverse: Tensor,
+    s: Tensor,
+    passive: Tensor,
+) -> None:
+    """Fills the state of :func:`solve_in_factor_space` from ``start``, in place."""
+
+    slots = variables.shape[1]
+    gap = (start - lower).clamp(min=0.0)
+    values, order = gap.topk(min(slots, gap.shape[1]), dim=1)
+    keep = values > 1e-3 * nu[:, None]
+    chosen = torch.where(keep, order, -1)
+    picked = factor[chosen.clamp(min=0)] * keep[:, :, None]
+    gram = picked @ picked.mT + torch.diag_embed((~keep).to(factor.dtype))
+    cholesky, info = torch.linalg.cholesky_ex(gram)
+    condition = cholesky.diagonal(dim1=1, dim2=2).amin(dim=1) ** 2
+    usable = (info == 0) & (condition > _DEPENDENT)
+    if not bool(usable.any()):
+        return
+    k = chosen.shape[1]
+    variables[usable, :k] = chosen[usable]
+    rows_of_p[usable, :k] = picked[usable]
+    inverse[usable, :k, :k] = torch.cholesky_inverse(cholesky[usable])
+    s[usable, :k] = (values * keep)[usable]
+    rows = torch.arange(len(usable), device=usable.device)[usable]
+    chosen_rows = chosen[usable]
+    passive[rows[:, None].expand_as(chosen_rows)[chosen_rows >= 0], chosen_rows[chosen_rows >= 0]] = (
+        True
+    )
+
+
+def _violation(gradient: Tensor, y: Tensor, lower: Tensor, nu: Tensor) -> Tensor:
+    """The relative KKT violation of each vector, as in :func:`._pivoting._kkt_violation`."""
+
+    scale = torch.maximum(nu, y.abs().amax(dim=1))[:, None]
+    negative_part = (-gradient).clamp(min=0.0) / scale
+    complementarity = gradient.abs() * (y - lower) / (scale * scale)
+    return torch.maximum(negative_part, complementarity).amax(dim=1)
+
+
+def _border(rows_of_p: Tensor, inverse: Tensor, row: Tensor, slot: Tensor, mask: Tensor) -> Tensor:
+    """
+    Puts ``row[b]`` in the unused ``slot[b]`` of every vector ``b`` of ``mask`` where it is not in
+    the span of ``F_P``, updating ``rows_of_p`` and ``inverse`` in place (bordering: with
+    ``c = M_{P j}``, ``b = M^{-1} c`` and ``σ = |f_j|² - c^T b``, the new inverse is
+    ``M^{-1} + (b - e) (b - e)^T / σ`` with ``e`` the slot's basis vector, whose 1 on the diagonal
+    the unused slot held). Returns the vectors that took it.
+    """
+
+    batch = len(slot)
+    coupling = torch.bmm(rows_of_p, row[:, :, None])  # M_{P j} [B, K, 1], zero on unused slots
+    b = torch.bmm(inverse, coupling)[:, :, 0]
+    norm = (row * row).sum(dim=1)
+    sigma = norm - (coupling[:, :, 0] * b).sum(dim=1)  # squared distance of f_j to span(F_P)
+    taken = mask & (sigma > _DEPENDENT * norm)
+    rows = torch.arange(batch, device=slot.device)
+    b[rows, slot] -= 1.0
+    weight = torch.where(taken, 1.0 / torch.where(taken, sigma, 1.0), 0.0)
+    inverse.baddbmm_((b * weight[:, None])[:, :, None], b[:, None, :])
+    inverse[rows, slot, slot] -= taken.to(inverse.dtype)
+    rows_of_p[rows[taken], slot[taken]] = row[taken]
+    return taken
+
+
+def _unborder(rows_of_p: Tensor, inverse: Tensor, slot: Tensor, mask: Tensor) -> None:
+    """Empties ``slot[b]`` for every vector ``b`` of ``mask``, in place (the inverse of bordering)."""
+
+    rows = torch.arange(len(slot), device=slot.device)
+    column = inverse[rows, :, slot]  # [B, K]
+    pivot = column[rows, slot]
+    weight = torch.where(mask, -1.0 / torch.where(mask, pivot, 1.0), 0.0)
+    inverse.baddbmm_((column * weight[:, None])[:, :, None], column[:, None, :])
+    inverse[rows, slot, slot] += mask.to(inverse.dtype)  # an unused slot holds the identity
+    rows_of_p[rows[mask], slot[mask]] = 0.0
+
+
+def _refined_solve(inverse: Tensor, rows_of_p: Tensor, rhs: Tensor, in_use: Tensor) -> Tensor:
+    """``M^{-1} rhs`` with one step of iterative refinement on ``M = F_P F_P^T`` (unused slots: I)."""
+
+    z = torch.bmm(inverse, rhs[:, :, None])[:, :, 0]
+    product = torch.bmm(rows_of_p, torch.bmm(rows_of_p.mT, z[:, :, None]))[:, :, 0]
+    residual = rhs - product - z * ~in_use
+    return z + torch.bmm(inverse, residual[:, :, None])[:, :, 0]
+
+
+def solve_by_positive_null_combination(
+    factor: Tensor, lower: Tensor, tolerance: float
+) -> Tensor | None:
+    """
+    Returns ``y = t y*`` ``[B, m]`` with ``t = max(0, max_j l_j / y*_j)`` per vector when a
+    combination ``y* >= 1`` of all the rows has ``F^T y* = 0``, else ``None``.
+
+    Such a ``y*`` means that the rows positively span their span (``m > n`` rows in general
+    position, or rows summing to zero): the dual cone is then the orthogonal complement of the rows,
+    every projection is zero, and ``t y*`` is an exact solution (``C y = 0``, ``y >= l``). Finding
+    ``y*``, or learning that there is none, is one problem ``min y^T C y, y >= 1``, whose minimum
+    is zero exactly when ``y*`` exists.
+    """
+
+    m = factor.shape[0]
+    ones = torch.ones(1, m, dtype=factor.dtype, device=factor.device)
+    combination = solve_in_factor_space(factor, ones, tolerance)[0]
+    # C y* = 0 to the tolerance means F^T y* = 0 to its square root, relative to |y*|.
+    residual = float(((combination @ factor) ** 2).sum())
+    if not residual <= tolerance * float(combination.abs().max()) ** 2:
+        return None
+    t = (lower / combination).amax(dim=1, keepdim=True).clamp(min=0.0)
+    return t * combination
