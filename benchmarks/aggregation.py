@@ -7,8 +7,8 @@ The baseline computes the same regularized Gramian as UPGrad (in torch), then ca
 `quadprog.solve_qp` once per row (in float64) and applies the weights in torch. The table reports
 the median time of each, their ratio and the largest relative difference of the aggregations.
 
-A second table times UPGrad's weights at IWRM sizes (m = 256..2048) on Gaussian, low-rank and m > n
-Jacobians, each against one Cholesky factorization of the same (ridged) Gramian timed in the same
+A second table times UPGrad's weights at IWRM sizes (m = 256..2048) on Gaussian, low-rank, m > n,
+sum-to-zero and duplicated-row Jacobians, each against one Cholesky factorization of the same (ridged) Gramian timed in the same
 run, and the exact default against the regularized `QuadprogProjector` on the same input.
 
 Requires (for the baselines only): pip install quadprog qpsolvers numpy
@@ -154,11 +154,14 @@ def scale_cases(m: int) -> dict[str, Tensor]:
     combination = torch.randn(m, 400, generator=generator)
     combination[-1] = -combination[:-1].sum(dim=0)  # a positive combination of rows equal to 0
     low_rank = torch.randn(m, 20, generator=generator) @ torch.randn(20, N, generator=generator)
+    duplicated = torch.randn(m, N, generator=generator)
+    duplicated[m // 2 :] = duplicated[: m - m // 2]  # every row twice
     return {
         f"gaussian {m}x{N}": torch.randn(m, N, generator=generator),
         f"low rank 20, {m}x{N}": low_rank,
         f"m > n, {m}x50": torch.randn(m, 50, generator=generator),
         f"sum to 0, {m}x400": combination,
+        f"duplicated, {m}x{N}": duplicated,
     }
 
 

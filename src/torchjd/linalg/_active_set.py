@@ -52,13 +52,23 @@ class ActiveSetDualConeProjector(DualConeProjector):
     unit-diagonal ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` (``1e-30`` or ``1e30``) and
     the spread of its diagonal do not matter. ``m = 1`` and ``m = 2`` have closed forms; up to
     ``m = 16``, block principal pivoting (one batched solve per round) is exact on
-    well-conditioned problems, and tiny problems on CPU are solved in Python floats. Otherwise, and
-    where that fails, ADMM iterations (one shared ``[m, m]`` inverse, one matrix product per
-    iteration) solve the whole batch, and the vectors that they do not finish quickly are finished
-    by proximal block principal pivoting (Júdice and Pires, 1994), which stays well conditioned
-    when ``G`` is singular. All of this runs in float64 (float32 on MPS) on the device of ``G``;
-    the result has the dtype that ``U`` and ``G`` promote to. A NaN or infinite value in ``U`` or
-    ``G`` gives NaN solutions; an all-zero ``G`` gives ``max(u, 0)``.
+    well-conditioned problems, and tiny problems on CPU are solved in Python floats. Above, a
+    Cholesky factorization of ``C`` with diagonal pivoting gives its rank ``r``: when the rows
+    positively span their span (``m > n`` rows in general position, rows summing to zero), every
+    projection is zero and one non-negative combination of the rows equal to zero gives all the
+    solutions; otherwise ADMM iterations (one shared ``[m, m]`` inverse, one matrix product per
+    iteration) solve the whole batch, and the vectors that they do not finish are finished by the
+    active-set method of Lawson and Hanson (1974) in the space of the ``[m, r]`` factor, whose
+    active sets never exceed the rank, so that singular Gramians cost no more than their rank.
+    All of this runs in float64 (float32 on MPS) on the device of ``G``; the result has the dtype
+    that ``U`` and ``G`` promote to. A NaN or infinite value in ``U`` or ``G`` gives NaN
+    solutions; an all-zero ``G`` gives ``max(u, 0)``.
+
+    **Rank.** ``G`` is taken at the precision of its dtype: the pivots of ``C`` below
+    ``256 eps(G.dtype)`` (about ``5.7e-14`` for float64, ``3.1e-5`` for float32, whose rounding
+    alone gives pivots of 4 to 40 eps) count as zero, so that a float32 Gramian of rank ``r`` is
+    solved as the rank-``r`` matrix it represents rather than as the full-rank one that its
+    rounding makes it. The guarantee below is for that matrix.
 
     **Guarantee on exit.** With ``τ`` the tolerance, ``s = max_i G_ii`` and
     ``ν = max(max_i |v_i|, max_i |u_i|)`` (per vector): ``v >= u`` holds exactly,

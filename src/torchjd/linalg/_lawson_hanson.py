@@ -22,6 +22,8 @@ from torch import Tensor
 # A row whose squared distance to the span of F_P is below this fraction of its squared norm does
 # not enter P: it is in the span to working precision.
 _DEPENDENT = 1e-13
+# The memory of the state of the vectors solved together, in bytes.
+_STATE_BUDGET = 256 * 2**20
 # At most this many variables enter a vector's P in one step.
 BLOCK_SIZE = 4
 
@@ -77,10 +79,25 @@ def solve_in_factor_space(
 
     batch, m = lower.shape
     rank = factor.shape[1]
-    slots = max(rank, 1)
-    device, dtype = factor.device, factor.dtype
     if rank == 0:
         return lower.clamp(min=0.0)  # C = 0: s = max(-l, 0) makes y = max(l, 0)
+    # The state of a vector is [r, 2 r] numbers: a batch above the memory budget goes in chunks.
+    chunk = max(1, _STATE_BUDGET // (2 * rank * rank * factor.element_size()))
+    if batch > chunk:
+        return torch.cat(
+            [
+                solve_in_factor_space(
+                    factor,
+                    lower[i : i + chunk],
+                    tolerance,
+                    None if start is None else start[i : i + chunk],
+                    max_steps,
+                )
+                for i in range(0, batch, chunk)
+            ]
+        )
+    slots = rank
+    device, dtype = factor.device, factor.dtype
 
     x0 = lower @ factor  # F^T l, [B, r]
     nu = lower.abs().amax(dim=1)

@@ -165,6 +165,41 @@ def test_projection_handles_512_rows():
     assert_kkt(gramian, u, v)
 
 
+def _singular_rows(kind: str, generator: torch.Generator) -> Tensor:
+    if kind == "m > n":
+        return torch.randn(300, 30, generator=generator, dtype=torch.float64)
+    if kind == "slightly more rows than columns":
+        return torch.randn(80, 60, generator=generator, dtype=torch.float64)
+    if kind == "sum to zero":
+        rows = torch.randn(300, 400, generator=generator, dtype=torch.float64)
+        rows[-1] = -rows[:-1].sum(dim=0)
+        return rows
+    rows = torch.randn(300, 500, generator=generator, dtype=torch.float64)
+    rows[150:] = rows[:150]  # every row twice
+    return rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "kind", ["m > n", "slightly more rows than columns", "sum to zero", "duplicated"]
+)
+def test_projection_is_exact_on_singular_gramians_at_scale(kind: str, dtype: torch.dtype):
+    # These took minutes before the projection worked in the space of the Gramian's rank.
+    generator = torch.Generator().manual_seed(300)
+    rows = _singular_rows(kind, generator)
+    gramian = (rows @ rows.T).to(dtype)
+    m = gramian.shape[0]
+    u = torch.cat([torch.eye(m), torch.randn(3, m, generator=generator)]).to(dtype)
+    v = ActiveSetDualConeProjector()(u, gramian)
+    if dtype == torch.float64:
+        assert_kkt(gramian, u, v)
+    else:
+        # A float32 Gramian is solved at float32 precision: no conflict with the exact rows beyond
+        # that precision.
+        feasible, negative, _ = kkt_violations(rows @ rows.T, u, v)
+        assert feasible and negative <= 1e-5
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_projection_accepts_any_batch_shape(dtype: torch.dtype):
     generator = torch.Generator().manual_seed(0)
