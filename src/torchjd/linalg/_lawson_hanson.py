@@ -8,10 +8,10 @@ set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it). Lawson and Hanson only ever ad
 row is not in the span of ``F_P``, so ``|P|`` never exceeds the rank ``r`` of ``F``, however many
 rows ``C`` has: a singular ``C`` (``m > n``, duplicated or opposite rows) costs no more than its rank.
 
-Every vector keeps the inverse of its ``M = F_P F_P^T`` (``[K, K]``, ``K = r``, unused slots hold the
-identity), which a variable entering or leaving changes by one rank-one update. So a step costs one
-product with ``F`` ``[m, r]`` per vector (the gradient ``C y = F (F^T y)``) and ``O(r²)`` for the
-update, instead of a new factorization of ``M``.
+Every vector keeps the inverse of its ``M = C_PP = F_P F_P^T`` (``[K, K]`` with ``K`` the largest
+``|P|`` so far, unused slots holding the identity), which a variable entering or leaving changes by
+one rank-one update. So a step costs one product with ``F`` ``[m, r]`` per vector (the gradient
+``C y = F (F^T y)``) and ``O(K²)`` for the update, instead of a new factorization of ``M``.
 """
 
 import math
@@ -22,6 +22,10 @@ from torch import Tensor
 # A row whose squared distance to the span of F_P is below this fraction of its squared norm does
 # not enter P: it is in the span to working precision.
 _DEPENDENT = 1e-13
+# A warm start keeps the entries of s above this fraction of the bound's magnitude.
+_WARM_START_FRACTION = 1e-3
+# The slots of a vector's passive set at first.
+_FIRST_SLOTS = 16
 # The memory of the state of the vectors solved together, in bytes.
 _STATE_BUDGET = 256 * 2**20
 # At most this many variables enter a vector's P in one step.
@@ -96,21 +100,21 @@ def solve_in_factor_space(
                 for i in range(0, batch, chunk)
             ]
         )
-    slots = rank
+    # The slots grow with the largest |P| (up to r): the work per step is [B, K, K].
+    slots = min(rank, _FIRST_SLOTS)
     device, dtype = factor.device, factor.dtype
 
-    x0 = lower @ factor  # F^T l, [B, r]
+    gram = factor @ factor.T  # C = F F^T, whose entries every step reads
+    q = lower @ gram  # C l, [B, m]
     nu = lower.abs().amax(dim=1)
     nu = torch.where(nu > 0, nu, torch.ones_like(nu))
     threshold = (tolerance / 4.0) * nu  # [B]
 
     variables = torch.full((batch, slots), -1, dtype=torch.long, device=device)  # -1: unused
-    rows_of_p = factor.new_zeros(batch, slots, rank)  # the rows of F in the slots, 0 if unused
     inverse = torch.eye(slots, dtype=dtype, device=device).repeat(batch, 1, 1)
     s = torch.zeros(batch, slots, dtype=dtype, device=device)  # s on the slots
     passive = torch.zeros(batch, m, dtype=torch.bool, device=device)
     rows = torch.arange(batch, device=device)
-    positions = torch.arange(m, device=device)
 
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     searching = torch.ones(batch, dtype=torch.bool, device=device)  # else: moving back inside
@@ -118,18 +122,19 @@ def solve_in_factor_space(
     best_y = lower.clone()
     best_violation = torch.full((batch,), math.inf, dtype=dtype, device=device)
     if start is not None:
-        _warm_start(factor, lower, start, nu, variables, rows_of_p, inverse, s, passive)
+        clearly_positive = (start - lower) > _WARM_START_FRACTION * nu[:, None]
+        slots = min(rank, max(slots, int(clearly_positive.sum(dim=1).max())))
+        variables, inverse, s = _grow(variables, inverse, s, slots)
+        _warm_start(gram, lower, start, nu, variables, inverse, s, passive)
         # A warm-started s is not the least-squares solution on its P: solve before checking.
         searching = ~passive.any(dim=1)
 
     for _ in range(max_steps if max_steps is not None else 3 * m + 20):
-        # The gradient C y = F (F^T l + F_P^T s_P) of every vector.
         in_use = variables >= 0
-        x = x0 + torch.bmm(s[:, None, :], rows_of_p)[:, 0]
-        gradient = x @ factor.T  # [B, m]
-
         y = torch.cat([lower, lower.new_zeros(batch, 1)], dim=1)
         y = y.scatter_add(1, torch.where(in_use, variables, m), s)[:, :m]
+        # The gradient C y, through the factor when it is thin.
+        gradient = (y @ factor) @ factor.T if 2 * rank < m else y @ gram
         violation = _violation(gradient, y, lower, nu)
         better = violation < best_violation
         best_y = torch.where(better[:, None], y, best_y)
@@ -147,6 +152,10 @@ def solve_in_factor_space(
         block = adding & (count < last_count)
         last_count = torch.where(adding, count, last_count)
         wanted = torch.where(block, count.clamp(max=BLOCK_SIZE), 1) * adding
+        needed = int(((variables >= 0).sum(dim=1) + wanted).max())
+        if needed > slots and slots < rank:
+            slots = min(rank, max(2 * slots, needed))
+            variables, inverse, s = _grow(variables, inverse, s, slots)
         added = torch.zeros(batch, dtype=torch.long, device=device)
         tried = torch.zeros(batch, dtype=torch.long, device=device)
         while True:
@@ -156,7 +165,7 @@ def solve_in_factor_space(
             j = torch.where(candidates, gradient, math.inf).argmin(dim=1)
             candidates[rows, j] = False
             free_slot = (variables < 0).to(torch.int8).argmax(dim=1)
-            accepted = _border(rows_of_p, inverse, factor[j], free_slot, trying)
+            accepted = _border(gram, variables, inverse, j, free_slot, trying)
             variables[accepted, free_slot[accepted]] = j[accepted]
             passive[rows[accepted], j[accepted]] = True
             added += accepted
@@ -165,11 +174,11 @@ def solve_in_factor_space(
         done = done | (adding & (added == 0))
 
         # The least-squares solution on P, then the move back inside s >= 0 where it is not.
-        for _ in range(slots + 1):
+        for _ in range(rank + 1):
             active = ~done
             in_use = variables >= 0
-            rhs = -(rows_of_p @ x0[:, :, None])[:, :, 0]  # -F_P F^T l
-            z = _refined_solve(inverse, rows_of_p, rhs, in_use)
+            rhs = -q.gather(1, variables.clamp(min=0)) * in_use  # -(C l)_P
+            z = _refined_solve(gram, variables, inverse, rhs)
             bad = in_use & ~(z > 0.0) & active[:, None]
             moving = bad.any(dim=1)
             accept = active & ~moving
@@ -191,19 +200,42 @@ def solve_in_factor_space(
                 has = zero.any(dim=1)
                 slot = zero.to(torch.int8).argmax(dim=1)
                 passive[rows[has], variables[rows[has], slot[has]]] = False
-                _unborder(rows_of_p, inverse, slot, has)
+                _unborder(inverse, slot, has)
                 variables[rows[has], slot[has]] = -1
                 s[rows[has], slot[has]] = 0.0
     return best_y
 
 
+def _grow(
+    variables: Tensor, inverse: Tensor, s: Tensor, slots: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The state of :func:`solve_in_factor_space` with ``slots`` slots, the new ones unused."""
+
+    extra = slots - variables.shape[1]
+    if extra <= 0:
+        return variables, inverse, s
+    pad = torch.nn.functional.pad
+    grown = pad(inverse, (0, extra, 0, extra))
+    grown.diagonal(dim1=1, dim2=2)[:, -extra:] = 1.0
+    return pad(variables, (0, extra), value=-1), grown, pad(s, (0, extra))
+
+
+def _block(gram: Tensor, variables: Tensor) -> Tensor:
+    """``M = C_PP`` ``[B, K, K]`` over the slots, with the identity on the unused ones."""
+
+    index = variables.clamp(min=0)
+    in_use = variables >= 0
+    both = in_use[:, :, None] & in_use[:, None, :]
+    eye = torch.eye(variables.shape[1], dtype=gram.dtype, device=gram.device)
+    return torch.where(both, gram[index[:, :, None], index[:, None, :]], eye)
+
+
 def _warm_start(
-    factor: Tensor,
+    gram: Tensor,
     lower: Tensor,
     start: Tensor,
     nu: Tensor,
     variables: Tensor,
-    rows_of_p: Tensor,
     inverse: Tensor,
     s: Tensor,
     passive: Tensor,
@@ -213,25 +245,20 @@ def _warm_start(
     slots = variables.shape[1]
     gap = (start - lower).clamp(min=0.0)
     values, order = gap.topk(min(slots, gap.shape[1]), dim=1)
-    keep = values > 1e-3 * nu[:, None]
+    keep = values > _WARM_START_FRACTION * nu[:, None]
     chosen = torch.where(keep, order, -1)
-    picked = factor[chosen.clamp(min=0)] * keep[:, :, None]
-    gram = picked @ picked.mT + torch.diag_embed((~keep).to(factor.dtype))
-    cholesky, info = torch.linalg.cholesky_ex(gram)
+    cholesky, info = torch.linalg.cholesky_ex(_block(gram, chosen))
     condition = cholesky.diagonal(dim1=1, dim2=2).amin(dim=1) ** 2
     usable = (info == 0) & (condition > _DEPENDENT)
     if not bool(usable.any()):
         return
     k = chosen.shape[1]
     variables[usable, :k] = chosen[usable]
-    rows_of_p[usable, :k] = picked[usable]
     inverse[usable, :k, :k] = torch.cholesky_inverse(cholesky[usable])
     s[usable, :k] = (values * keep)[usable]
-    rows = torch.arange(len(usable), device=usable.device)[usable]
-    chosen_rows = chosen[usable]
-    passive[rows[:, None].expand_as(chosen_rows)[chosen_rows >= 0], chosen_rows[chosen_rows >= 0]] = (
-        True
-    )
+    vector = torch.arange(len(usable), device=usable.device)[:, None].expand_as(chosen)
+    taken = keep & usable[:, None]
+    passive[vector[taken], chosen[taken]] = True
 
 
 def _violation(gradient: Tensor, y: Tensor, lower: Tensor, nu: Tensor) -> Tensor:
@@ -243,32 +270,34 @@ def _violation(gradient: Tensor, y: Tensor, lower: Tensor, nu: Tensor) -> Tensor
     return torch.maximum(negative_part, complementarity).amax(dim=1)
 
 
-def _border(rows_of_p: Tensor, inverse: Tensor, row: Tensor, slot: Tensor, mask: Tensor) -> Tensor:
+def _border(
+    gram: Tensor, variables: Tensor, inverse: Tensor, j: Tensor, slot: Tensor, mask: Tensor
+) -> Tensor:
     """
-    Puts ``row[b]`` in the unused ``slot[b]`` of every vector ``b`` of ``mask`` where it is not in
-    the span of ``F_P``, updating ``rows_of_p`` and ``inverse`` in place (bordering: with
-    ``c = M_{P j}``, ``b = M^{-1} c`` and ``σ = |f_j|² - c^T b``, the new inverse is
+    Takes variable ``j[b]`` into the unused ``slot[b]`` of the inverse of every vector ``b`` of
+    ``mask`` where its row is not in the span of ``F_P``, in place (bordering: with
+    ``c = C_{P j}``, ``b = M^{-1} c`` and ``σ = C_jj - c^T b``, the new inverse is
     ``M^{-1} + (b - e) (b - e)^T / σ`` with ``e`` the slot's basis vector, whose 1 on the diagonal
-    the unused slot held). Returns the vectors that took it.
+    the unused slot held). Returns the vectors that took it; the caller records ``j`` in
+    ``variables``.
     """
 
     batch = len(slot)
-    coupling = torch.bmm(rows_of_p, row[:, :, None])  # M_{P j} [B, K, 1], zero on unused slots
-    b = torch.bmm(inverse, coupling)[:, :, 0]
-    norm = (row * row).sum(dim=1)
-    sigma = norm - (coupling[:, :, 0] * b).sum(dim=1)  # squared distance of f_j to span(F_P)
-    taken = mask & (sigma > _DEPENDENT * norm)
     rows = torch.arange(batch, device=slot.device)
+    coupling = gram[variables.clamp(min=0), j[:, None]] * (variables >= 0)  # C_{P j} [B, K]
+    b = torch.bmm(inverse, coupling[:, :, None])[:, :, 0]
+    norm = gram[j, j]
+    sigma = norm - (coupling * b).sum(dim=1)  # squared distance of f_j to span(F_P)
+    taken = mask & (sigma > _DEPENDENT * norm)
     b[rows, slot] -= 1.0
     weight = torch.where(taken, 1.0 / torch.where(taken, sigma, 1.0), 0.0)
     inverse.baddbmm_((b * weight[:, None])[:, :, None], b[:, None, :])
     inverse[rows, slot, slot] -= taken.to(inverse.dtype)
-    rows_of_p[rows[taken], slot[taken]] = row[taken]
     return taken
 
 
-def _unborder(rows_of_p: Tensor, inverse: Tensor, slot: Tensor, mask: Tensor) -> None:
-    """Empties ``slot[b]`` for every vector ``b`` of ``mask``, in place (the inverse of bordering)."""
+def _unborder(inverse: Tensor, slot: Tensor, mask: Tensor) -> None:
+    """Empties ``slot[b]`` of the inverse of every vector ``b`` of ``mask``, in place."""
 
     rows = torch.arange(len(slot), device=slot.device)
     column = inverse[rows, :, slot]  # [B, K]
@@ -276,16 +305,14 @@ def _unborder(rows_of_p: Tensor, inverse: Tensor, slot: Tensor, mask: Tensor) ->
     weight = torch.where(mask, -1.0 / torch.where(mask, pivot, 1.0), 0.0)
     inverse.baddbmm_((column * weight[:, None])[:, :, None], column[:, None, :])
     inverse[rows, slot, slot] += mask.to(inverse.dtype)  # an unused slot holds the identity
-    rows_of_p[rows[mask], slot[mask]] = 0.0
 
 
-def _refined_solve(inverse: Tensor, rows_of_p: Tensor, rhs: Tensor, in_use: Tensor) -> Tensor:
-    """``M^{-1} rhs`` with one step of iterative refinement on ``M = F_P F_P^T`` (unused slots: I)."""
+def _refined_solve(gram: Tensor, variables: Tensor, inverse: Tensor, rhs: Tensor) -> Tensor:
+    """``M^{-1} rhs`` with one step of iterative refinement on ``M = C_PP`` (unused slots: I)."""
 
-    z = torch.bmm(inverse, rhs[:, :, None])[:, :, 0]
-    product = torch.bmm(rows_of_p, torch.bmm(rows_of_p.mT, z[:, :, None]))[:, :, 0]
-    residual = rhs - product - z * ~in_use
-    return z + torch.bmm(inverse, residual[:, :, None])[:, :, 0]
+    z = torch.bmm(inverse, rhs[:, :, None])
+    residual = rhs[:, :, None] - torch.bmm(_block(gram, variables), z)
+    return (z + torch.bmm(inverse, residual))[:, :, 0]
 
 
 def solve_by_positive_null_combination(
@@ -299,15 +326,32 @@ def solve_by_positive_null_combination(
     position, or rows summing to zero): the dual cone is then the orthogonal complement of the rows,
     every projection is zero, and ``t y*`` is an exact solution (``C y = 0``, ``y >= l``). Finding
     ``y*``, or learning that there is none, is one problem ``min y^T C y, y >= 1``, whose minimum
-    is zero exactly when ``y*`` exists.
+    is zero exactly when ``y*`` exists. It is first guessed as the projection of the all-ones
+    vector onto the null space of ``F^T`` (one least-squares solve), which is positive when the
+    rows are many more than the rank, or sum to zero.
     """
 
     m = factor.shape[0]
-    ones = torch.ones(1, m, dtype=factor.dtype, device=factor.device)
-    combination = solve_in_factor_space(factor, ones, tolerance)[0]
-    # C y* = 0 to the tolerance means F^T y* = 0 to its square root, relative to |y*|.
-    residual = float(((combination @ factor) ** 2).sum())
-    if not residual <= tolerance * float(combination.abs().max()) ** 2:
-        return None
+    ones = torch.ones(m, 1, dtype=factor.dtype, device=factor.device)
+    # 1 - F (F^T F)^{-1} F^T 1, by QR (the conditioning of F, not of F^T F).
+    q, _ = torch.linalg.qr(factor)
+    guess = (ones - q @ (q.mT @ ones))[:, 0]
+    smallest = float(guess.min())
+    combination = None
+    if smallest > 0.0:
+        combination = guess / smallest
+        if not _is_null_combination(factor, combination, tolerance):
+            combination = None
+    if combination is None:
+        combination = solve_in_factor_space(factor, ones.mT, tolerance)[0]
+        if not _is_null_combination(factor, combination, tolerance):
+            return None
     t = (lower / combination).amax(dim=1, keepdim=True).clamp(min=0.0)
     return t * combination
+
+
+def _is_null_combination(factor: Tensor, combination: Tensor, tolerance: float) -> bool:
+    """Whether ``C y* = 0`` within the tolerance, so that ``C (t y*)`` is for every ``t >= 0``."""
+
+    gradient = factor @ (combination @ factor)
+    return float(gradient.abs().max()) <= tolerance / 4.0 * float(combination.abs().max())

@@ -227,21 +227,25 @@ def pivot(
     return s, torch.where(free, w.abs(), -w).amax(dim=1) <= tolerance / 2.0
 
 
+# ADMM stops when its residuals did not halve over this many iterations.
+_STALL_WINDOW = 50
 # From this many rows, ADMM starts with this many iterations in float32.
 _FLOAT32_START_FROM = 128
 _FLOAT32_ITERATIONS = 8
 
 
 def _solve_by_admm(
-    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 100
+    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 1000
 ) -> tuple[Tensor, Tensor]:
     """
     Runs over-relaxed ADMM on ``min y^T C y, y >= l`` for the batch ``l`` ``[B, m]``.
 
     Splitting ``y = z`` with ``z >= l``, each iteration costs one product with the shared inverse
     ``(C + ρ I)^{-1}``. ``ρ`` is rebalanced from the ratio of the primal and dual residuals (as in
-    OSQP), which costs a new ``[m, m]`` inverse. Returns ``z`` (which satisfies ``z >= l``) and
-    which rows reached the KKT tolerance.
+    OSQP), which costs a new ``[m, m]`` inverse. It stops when every vector is solved, or when its
+    residuals did not halve over the last :data:`_STALL_WINDOW` iterations (a singular or very
+    ill-conditioned ``C``, left to the exact finisher). Returns ``z`` (which satisfies ``z >= l``)
+    and which rows reached the KKT tolerance.
     """
 
     m = correlation.shape[0]
@@ -274,6 +278,7 @@ def _solve_by_admm(
     target = max(tolerance / 4.0, 50.0 * torch.finfo(lower.dtype).eps)
     converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
     scale = max(float(lower.abs().max()), torch.finfo(lower.dtype).tiny)
+    history: list[float] = []
     check_every = 8
     for iteration in range(1, max_iterations + 1):
         # The over-relaxed x = α (z - dual) ρ (C + ρ I)^{-1} + (1 - α) z, in one fused product.
@@ -288,10 +293,15 @@ def _solve_by_admm(
         if iteration >= 6 and (iteration % 2 == 0 or rebalance):
             primal = float((x - z).abs().max())
             dual_residual = rho * float((z - z_previous).abs().max())
-            if max(primal, dual_residual) <= 100.0 * target * scale:
+            residual = max(primal, dual_residual)
+            if residual <= 100.0 * target * scale:
                 converged = _kkt_violation(correlation, z, lower) <= target
                 if bool(converged.all()):
                     break
+            history.append(residual)
+            window = _STALL_WINDOW // 2  # residuals are recorded every other iteration
+            if len(history) > window and not residual <= 0.5 * history[-window - 1]:
+                break
             if rebalance and primal > 0 and dual_residual > 0:
                 ratio = math.sqrt(primal / dual_residual)
                 if ratio > 5.0 or ratio < 0.2:
