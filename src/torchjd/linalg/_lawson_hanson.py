@@ -22,6 +22,8 @@ from torch import Tensor
 # A row whose squared distance to the span of F_P is below this fraction of its squared norm does
 # not enter P: it is in the span to working precision.
 _DEPENDENT = 1e-13
+# Alternating projections tried before the exact search for a positive null combination.
+_ALTERNATING_PROJECTIONS = 32
 # A warm start keeps the entries of s above this fraction of the bound's magnitude.
 _WARM_START_FRACTION = 1e-3
 # The slots of a vector's passive set at first.
@@ -326,24 +328,28 @@ def solve_by_positive_null_combination(
     position, or rows summing to zero): the dual cone is then the orthogonal complement of the rows,
     every projection is zero, and ``t y*`` is an exact solution (``C y = 0``, ``y >= l``). Finding
     ``y*``, or learning that there is none, is one problem ``min y^T C y, y >= 1``, whose minimum
-    is zero exactly when ``y*`` exists. It is first guessed as the projection of the all-ones
-    vector onto the null space of ``F^T`` (one least-squares solve), which is positive when the
-    rows are many more than the rank, or sum to zero.
+    is zero exactly when ``y*`` exists. It is first sought by alternating projections from the
+    all-ones vector, which find it in a few cheap steps when the rows are many more than the rank
+    or sum to zero.
     """
 
     m = factor.shape[0]
-    ones = torch.ones(m, 1, dtype=factor.dtype, device=factor.device)
-    # 1 - F (F^T F)^{-1} F^T 1, by QR (the conditioning of F, not of F^T F).
+    ones = torch.ones(m, dtype=factor.dtype, device=factor.device)
+    # Alternating projections onto {y >= 1} and onto the null space of F^T (with an orthonormal
+    # basis Q of the range of F: y - Q Q^T y) reach their intersection when it is not empty; the
+    # first iterate that is positive, divided by its smallest entry, is a combination y*.
     q, _ = torch.linalg.qr(factor)
-    guess = (ones - q @ (q.mT @ ones))[:, 0]
-    smallest = float(guess.min())
     combination = None
-    if smallest > 0.0:
-        combination = guess / smallest
-        if not _is_null_combination(factor, combination, tolerance):
-            combination = None
-    if combination is None:
-        combination = solve_in_factor_space(factor, ones.mT, tolerance)[0]
+    guess = ones
+    for _ in range(_ALTERNATING_PROJECTIONS):
+        guess = guess - q @ (q.mT @ guess)
+        smallest = float(guess.min())
+        if smallest > 0.0:
+            combination = guess / smallest
+            break
+        guess = guess.clamp(min=1.0)
+    if combination is None or not _is_null_combination(factor, combination, tolerance):
+        combination = solve_in_factor_space(factor, ones[None, :], tolerance)[0]
         if not _is_null_combination(factor, combination, tolerance):
             return None
     t = (lower / combination).amax(dim=1, keepdim=True).clamp(min=0.0)
