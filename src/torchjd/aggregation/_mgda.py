@@ -23,6 +23,8 @@ the number of violations swap only the largest violating index, which guarantees
 Starting from all rows (the answer when no row is dominated), a single solve usually suffices.
 """
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -30,12 +32,21 @@ from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import Delegated, Hyperparameter, int_at_least, real_in
 from ._weighting_bases import GramianWeighting
 
-# Swaps of the whole violating set allowed without reducing its size, before single swaps.
-_BLOCK_SWAP_BUDGET = 3
-# Above this many rows, the full-support solution is first tried with this many conjugate gradient
-# steps (cheaper than a factorization when the rows are far from parallel, the common case).
-_CG_FROM = 32
-_CG_STEPS = 40
+# Up to this many rows on the CPU, the solver runs on Python floats: each torch operation costs a
+# few microseconds of dispatch, more than all the arithmetic of such a small problem.
+_PYTHON_FLOATS_UP_TO = 8
+# Up to this many rows, the full-support guess is solved by a Cholesky factorization; above, by
+# conjugate gradients, a few O(m²) steps instead of an O(m³) factorization when the rows are far
+# from parallel (the common case).
+_FACTORIZATION_UP_TO = 64
+_CG_MAX_STEPS = 30
+# Conjugate gradients give up on the full support once, after a few steps, an entry is this
+# negative relative to the largest: the full support is then almost surely not optimal.
+_CG_GIVE_UP_RATIO = 0.05
+_CG_GIVE_UP_FROM = 6
+# A row whose lifted vector has a squared distance to the span of the support's below this fraction
+# of its squared norm depends on them: adding it cannot lower the objective.
+_DEPENDENCE = 1e-13
 
 
 def _two_row_weights(gramian: Tensor) -> Tensor:
@@ -52,67 +63,26 @@ def _two_row_weights(gramian: Tensor) -> Tensor:
     return torch.stack([t, 1.0 - t])
 
 
-def _conjugate_gradient(matrix: Tensor, steps: int) -> Tensor | None:
-    """
-    Returns the solution of ``matrix x = 1`` by Jacobi-preconditioned conjugate gradients when they
-    reach a residual at rounding level within ``steps`` steps (a well-conditioned system), else
-    ``None``.
-    """
-    ones = torch.ones(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
-    inverse_diagonal = 1.0 / matrix.diagonal()
-    tolerance = 64.0 * torch.finfo(matrix.dtype).eps * matrix.shape[0]
-    x = inverse_diagonal.clone()
-    residual = ones - matrix @ x
-    preconditioned = inverse_diagonal * residual
-    direction = preconditioned
-    rho = residual @ preconditioned
-    for step in range(1, steps + 1):
-        product = matrix @ direction
-        alpha = rho / (direction @ product)
-        x = x + alpha * direction
-        residual = residual - alpha * product
-        if step % 4 == 0 and float(residual.abs().max()) <= tolerance:
-            # The recursive residual drifts from the true one: accept only the true one.
-            if float((ones - matrix @ x).abs().max()) <= tolerance:
-                return x
-        preconditioned = inverse_diagonal * residual
-        rho, previous_rho = residual @ preconditioned, rho
-        direction = preconditioned + (rho / previous_rho) * direction
-    return None
-
-
 def factor_and_solve(matrix: Tensor, rhs: Tensor) -> Tensor:
     """
     Returns a solution of ``matrix x = rhs`` for a PSD ``matrix`` whose range contains ``rhs``, by
     a Cholesky factorization.
     """
+    return torch.cholesky_solve(rhs.unsqueeze(1), _cholesky_factor(matrix)).squeeze(1)
+
+
+def _cholesky_factor(matrix: Tensor) -> Tensor:
+    """Returns the Cholesky factor of a PSD ``matrix`` plus the smallest ridge that makes one."""
     k = matrix.shape[0]
-    ones = rhs.unsqueeze(1)
     eye = torch.eye(k, dtype=matrix.dtype, device=matrix.device)
     # A ridge at rounding level makes a singular matrix (repeated rows, more rows than columns)
-    # factorizable and picks the solution of smallest norm (1 is in the range of the matrix).
-    ridge = 4.0 * k * torch.finfo(matrix.dtype).eps
-    for _ in range(8):
+    # factorizable and picks nearly the solution of smallest norm.
+    ridge = 4.0 * k * torch.finfo(matrix.dtype).eps * float(matrix.diagonal().abs().max())
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    while bool(info > 0):
         factor, info = torch.linalg.cholesky_ex(matrix + ridge * eye)
-        if not bool(info > 0):
-            return torch.cholesky_solve(ones, factor).squeeze(1)
         ridge *= 100.0
-    # Not reachable for a PSD matrix in practice; the pseudo-inverse solution is as good.
-    return torch.linalg.lstsq(matrix, ones, driver="gelsd").solution.squeeze(1)
-
-
-def _solve_on_free_set(lifted: Tensor, free: Tensor) -> Tensor:
-    """Returns ``μ`` with ``(Hμ)_F = 1`` on the free set ``F`` and ``μ = 0`` outside it."""
-    is_full = bool(free.all())
-    indices = free.nonzero().squeeze(1)
-    block = lifted if is_full else lifted[indices][:, indices]
-    k = indices.shape[0]
-    solution = factor_and_solve(block, torch.ones_like(block[0]))
-    if is_full:
-        return solution
-    multipliers = torch.zeros(lifted.shape[0], dtype=lifted.dtype, device=lifted.device)
-    multipliers[indices] = solution
-    return multipliers
+    return factor
 
 
 def solve_nonnegative_qp(matrix: Tensor, vector: Tensor, max_iters: int) -> Tensor:
@@ -149,52 +119,327 @@ def solve_nonnegative_qp(matrix: Tensor, vector: Tensor, max_iters: int) -> Tens
     return x
 
 
+def _python_cholesky_solve(lifted: list[list[float]], support: list[int]) -> list[float] | None:
+    """
+    Returns ``z`` with ``H_SS z = 1`` on the support ``S``, or ``None`` when a pivot of the
+    Cholesky factorization of ``H_SS`` is not positive (a row of the support depends on the
+    others).
+    """
+    k = len(support)
+    factor = [[0.0] * k for _ in range(k)]
+    for a in range(k):
+        row = lifted[support[a]]
+        factor_a = factor[a]
+        for b in range(a + 1):
+            factor_b = factor[b]
+            value = row[support[b]] - sum(factor_a[t] * factor_b[t] for t in range(b))
+            if a == b:
+                if not value > _DEPENDENCE * row[support[a]]:
+                    return None
+                factor_a[a] = math.sqrt(value)
+            else:
+                factor_a[b] = value / factor_b[b]
+    forward = [0.0] * k
+    for a in range(k):
+        forward[a] = (1.0 - sum(factor[a][t] * forward[t] for t in range(a))) / factor[a][a]
+    solution = [0.0] * k
+    for a in reversed(range(k)):
+        value = forward[a] - sum(factor[t][a] * solution[t] for t in range(a + 1, k))
+        solution[a] = value / factor[a][a]
+    return solution
+
+
+def _python_active_set(
+    lifted: list[list[float]], tolerance: float, max_removals: int
+) -> tuple[list[int], list[float]]:
+    """
+    The Lawson-Hanson method of :func:`_active_set_multipliers` on Python floats, refactoring the
+    (small) support at each step. Returns the support and the multipliers on it.
+    """
+    m = len(lifted)
+    inverse_roots = [1.0 / math.sqrt(lifted[i][i]) for i in range(m)]
+    support: list[int] = []
+    values: list[float] = []
+    skipped: set[int] = set()
+    removals = 0
+    while True:
+        threshold = tolerance * sum(values)
+        best, best_score = -1, 0.0
+        for i in range(m):
+            if i in skipped or i in support:
+                continue
+            slack = 1.0 - sum(lifted[i][j] * v for j, v in zip(support, values))
+            if slack > threshold and slack * inverse_roots[i] > best_score:
+                best, best_score = i, slack * inverse_roots[i]
+        if best < 0:
+            return support, values
+        trial = support + [best]
+        solution = _python_cholesky_solve(lifted, trial)
+        if solution is None:
+            skipped.add(best)
+            continue
+        current = values + [0.0]
+        while min(solution) <= 0.0:
+            if removals == max_removals:
+                return support, values
+            removals += 1
+            skipped.clear()
+            # Move towards the solution until a coordinate reaches 0, and drop it.
+            alpha, blocking = min(
+                (c / (c - s) if c > 0.0 else 0.0, p)
+                for p, (c, s) in enumerate(zip(current, solution))
+                if s <= 0.0
+            )
+            if blocking == len(support) and alpha == 0.0:
+                skipped.add(best)  # it leaves at once (rounding): do not retry it
+            current = [c + alpha * (s - c) for c, s in zip(current, solution)]
+            kept = [p for p, c in enumerate(current) if c > 0.0 and p != blocking]
+            trial = [trial[p] for p in kept]
+            current = [current[p] for p in kept]
+            solution = _python_cholesky_solve(lifted, trial) if trial else []
+            if solution is None:  # not reachable: a subset of independent rows is independent
+                solution = current
+            if not solution:
+                break
+        support, values = trial, solution
+
+
+def _python_min_norm_weights(
+    gramian: list[list[float]], scale: float, tolerance: float, max_removals: int
+) -> list[float]:
+    m = len(gramian)
+    shift = sum(gramian[i][i] for i in range(m)) / m**2
+    lifted = [[value + shift for value in row] for row in gramian]
+    support, values = _python_active_set(lifted, tolerance * scale, max_removals)
+    total = sum(values)
+    weights = [0.0] * m
+    for i, value in zip(support, values):
+        weights[i] = value / total
+    return weights
+
+
+def _residual_is_small(lifted: Tensor, multipliers: Tensor, tolerance: float) -> bool:
+    """Whether the multipliers are positive and ``|1 - Hμ|`` is small enough for the KKT test."""
+    if not float(multipliers.min()) > 0.0:
+        return False
+    residual = torch.addmv(torch.ones_like(multipliers), lifted, multipliers, alpha=-1.0)
+    bound = 0.5 * tolerance * float(multipliers.sum())
+    return float(torch.linalg.vector_norm(residual, float("inf"))) <= bound
+
+
+def _conjugate_gradient(lifted: Tensor, tolerance: float) -> Tensor | None:
+    """
+    Returns the solution of ``H μ = 1`` by Jacobi-preconditioned conjugate gradients when it is
+    positive and they reach it within ``_CG_MAX_STEPS`` steps, else ``None`` (early, when an
+    iterate is clearly negative somewhere).
+    """
+    inverse_diagonal = lifted.diagonal().reciprocal()
+    x = torch.zeros_like(inverse_diagonal)
+    residual = torch.ones_like(inverse_diagonal)
+    preconditioned = inverse_diagonal
+    direction = preconditioned
+    rho = float(residual.dot(preconditioned))
+    for step in range(1, _CG_MAX_STEPS + 1):
+        product = lifted.mv(direction)
+        alpha = rho / float(direction.dot(product))
+        x.add_(direction, alpha=alpha)
+        residual.add_(product, alpha=-alpha)
+        # The recursive residual drifts from the true one: it only says when to test the true one.
+        bound = 0.25 * tolerance * float(x.sum())
+        if float(torch.linalg.vector_norm(residual, float("inf"))) <= bound:
+            return x if _residual_is_small(lifted, x, tolerance) else None
+        if step >= _CG_GIVE_UP_FROM and step % 2 == 0:
+            if float(x.min()) < -_CG_GIVE_UP_RATIO * float(x.max()):
+                return None
+        preconditioned = inverse_diagonal * residual
+        rho, previous_rho = float(residual.dot(preconditioned)), rho
+        direction = torch.add(preconditioned, direction, alpha=rho / previous_rho)
+    return None
+
+
+def _full_support_multipliers(lifted: Tensor, tolerance: float) -> Tensor | None:
+    """Returns ``H^{-1} 1`` when it is positive, hence the solution, else ``None``."""
+    if lifted.shape[0] > _FACTORIZATION_UP_TO:
+        return _conjugate_gradient(lifted, tolerance)
+    multipliers = factor_and_solve(lifted, torch.ones_like(lifted[0]))
+    return multipliers if _residual_is_small(lifted, multipliers, tolerance) else None
+
+
+class _Support:
+    """
+    The support ``S`` of the Lawson-Hanson method on ``H``: the inverse of ``H_SS``, the rows of
+    ``H`` on ``S`` and the multipliers ``μ_S``, in the order in which the rows entered, in buffers
+    that are zero beyond ``k = |S|``.
+    """
+
+    def __init__(self, lifted: Tensor):
+        self.lifted = lifted
+        self.indices: list[int] = []
+        self.inverse = torch.zeros_like(lifted)  # [:k, :k]: H_SS^{-1}
+        self.rows = torch.zeros_like(lifted)  # [:k]: H_S
+        self.values = torch.zeros_like(lifted[0])  # [:k]: μ_S
+        self.border = torch.zeros_like(lifted[0])  # [:k + 1]: (H_SS^{-1} H_Sj, -1)
+
+    def candidate(self, index: int) -> float:
+        """
+        Returns the squared distance ``H_jj - H_jS H_SS^{-1} H_Sj`` of the lifted row ``j`` to the
+        span of the support's, and keeps ``H_SS^{-1} H_Sj`` for :meth:`add`.
+        """
+        k = len(self.indices)
+        column = self.rows[:k, index]
+        torch.mv(self.inverse[:k, :k], column, out=self.border[:k])
+        self.border[k] = -1.0
+        return float(self.lifted[index, index]) - float(column.dot(self.border[:k]))
+
+    def add(self, index: int, slack: float, distance: float) -> None:
+        """
+        Adds the row of the last :meth:`candidate` call, when ``μ_S`` solves ``H_SS μ_S = 1``: with
+        ``v = (H_SS^{-1} H_Sj, -1)``, the new inverse is the old one plus ``v v^T / distance`` and
+        the new solution is ``(μ_S, 0) - t v`` with ``t = (1 - Hμ)_j / distance``.
+        """
+        k = len(self.indices) + 1
+        border = self.border[:k]
+        self.inverse[:k, :k].addr_(border, border, alpha=1.0 / distance)
+        self.values[:k].add_(border, alpha=-slack / distance)
+        self.rows[k - 1] = self.lifted[index]
+        self.indices.append(index)
+
+    def previous_values(self, slack: float, distance: float) -> Tensor:
+        """Returns the multipliers before the last :meth:`add`, with 0 for the row it added."""
+        k = len(self.indices)
+        return self.values[:k] + (slack / distance) * self.border[:k]
+
+    def keep(self, positions: Tensor, values: Tensor) -> None:
+        """Keeps the rows at ``positions`` (increasing), with these multipliers."""
+        k = len(self.indices)
+        dropped = torch.ones(k, dtype=torch.bool, device=positions.device)
+        dropped[positions] = False
+        dropped = dropped.nonzero().squeeze(1)
+        inverse = self.inverse[:k, :k]
+        # The inverse of a principal block from the whole inverse: B_KK - B_KD B_DD^{-1} B_DK.
+        kept_dropped = inverse[positions][:, dropped]
+        correction = kept_dropped @ torch.linalg.solve(inverse[dropped][:, dropped], kept_dropped.T)
+        new_inverse = inverse[positions][:, positions] - correction
+        kept_rows = self.rows[positions]
+        k = len(positions)
+        self.inverse.zero_()
+        self.inverse[:k, :k] = new_inverse
+        self.rows.zero_()
+        self.rows[:k] = kept_rows
+        self.values.zero_()
+        self.values[:k] = values
+        self.indices = [self.indices[p] for p in positions.tolist()]
+
+    def solve(self) -> Tensor:
+        """Returns ``H_SS^{-1} 1``."""
+        k = len(self.indices)
+        return self.inverse[:k, :k].sum(dim=1)
+
+
+def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int) -> Tensor:
+    """
+    Returns ``argmin_{μ ≥ 0} ½ μ^T H μ - 1^T μ`` by the Lawson-Hanson active-set method: from the
+    empty support ``S``, add the row of largest violation ``(1 - Hμ)_j`` (scaled by ``1 / √H_jj``),
+    solve ``H_SS μ_S = 1``, and when that solution has a non-positive entry, move towards it until
+    an entry reaches zero and drop that row. It stops when no row violates by more than
+    ``tolerance Σμ`` (the KKT test of the weights) or after ``max_removals`` removal steps.
+
+    The inverse of ``H_SS`` is kept up to date (bordered by one row per addition), so that each
+    step costs a few O(m k) products instead of a factorization.
+    """
+    diagonal = lifted.diagonal()
+    roots = diagonal.sqrt().tolist()
+    inverse_roots = diagonal.rsqrt()
+    score_weights = inverse_roots.clone()  # zero on the support and on skipped rows
+    support = _Support(lifted)
+    skipped: list[int] = []
+    slacks = torch.ones_like(lifted[0])  # 1 - Hμ
+    total = 0.0  # Σμ
+    removals = 0
+    while removals <= max_removals:
+        threshold = tolerance * total
+        score, index = (slacks * score_weights).max(dim=0)
+        index = int(index)
+        slack = float(score) * roots[index]
+        if not (slack > threshold and index not in support.indices and index not in skipped):
+            # The best score may hide a larger violation with a smaller score.
+            masked = torch.where(score_weights > 0.0, slacks, -torch.inf)
+            slack, index = masked.max(dim=0)
+            slack, index = float(slack), int(index)
+            if not slack > threshold:
+                break
+        score_weights[index] = 0.0
+        distance = support.candidate(index)
+        if not distance > _DEPENDENCE * roots[index] ** 2:
+            skipped.append(index)  # it cannot lower the objective
+            continue
+        support.add(index, slack, distance)
+        k = len(support.indices)
+        if not float(support.values[:k].min()) > 0.0:
+            current = support.previous_values(slack, distance)
+            solution = support.values[:k].clone()
+            while True:
+                removals += 1
+                if removals > max_removals:
+                    support.values[:k] = current
+                    break
+                for i in skipped:
+                    score_weights[i] = inverse_roots[i]
+                skipped.clear()
+                # Move towards the solution until an entry reaches 0, and drop that row.
+                gaps = (current - solution).clamp(min=torch.finfo(current.dtype).tiny)
+                ratios = torch.where(solution <= 0.0, current / gaps, torch.inf)
+                alpha, position = ratios.min(dim=0)
+                current = current + alpha * (solution - current)
+                kept = current > 0.0
+                kept[position] = False
+                for p in (~kept).nonzero().squeeze(1).tolist():
+                    score_weights[support.indices[p]] = inverse_roots[support.indices[p]]
+                if support.indices[int(position)] == index and float(alpha) == 0.0:
+                    score_weights[index] = 0.0  # it leaves at once (rounding): do not retry it
+                    skipped.append(index)
+                positions = kept.nonzero().squeeze(1)
+                current = current[positions]
+                support.keep(positions, current)
+                k = len(support.indices)
+                solution = support.solve()
+                if bool((solution > 0.0).all()):
+                    support.values[:k] = solution
+                    break
+        values = support.values[:k]
+        total = float(values.sum())
+        slacks = torch.addmv(torch.ones_like(slacks), support.rows[:k].T, values, alpha=-1.0)
+    multipliers = torch.zeros_like(lifted[0])
+    k = len(support.indices)
+    multipliers[support.indices] = support.values[:k].clamp(min=0.0)
+    return multipliers
+
+
 def min_norm_weights(gramian: Tensor, max_iters: int) -> Tensor:
     """
-    Returns ``argmin_{w ∈ Δ_m} w^T G w`` for a finite PSD Gramian ``G`` ``[m, m]``, exactly (see the
-    module docstring), after at most ``max_iters`` pivoting steps (each one linear solve).
+    Returns ``argmin_{w ∈ Δ_m} w^T G w`` for a finite PSD Gramian ``G`` ``[m, m]`` (see the module
+    docstring), with at most ``max_iters`` removal steps of the active-set method.
     """
     m = gramian.shape[0]
     if m == 1:
         return torch.ones(1, dtype=gramian.dtype, device=gramian.device)
     if m == 2:
         return _two_row_weights(gramian)
-    scale = gramian.diagonal().max()
+    scale = float(gramian.diagonal().max())
     if not scale > 0:  # all rows are zero: any weights give the zero vector
         return torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
-    # Solved in float64 (the problem is only m x m).
-    gramian64 = gramian.to(torch.float64, copy=True)
-    if m > _CG_FROM:
-        # The common case first: no row is dominated, so w ∝ G^{-1} 1 > 0, which conjugate
-        # gradients find in a few matrix-vector products when the rows are far from parallel.
-        inverse_times_ones = _conjugate_gradient(gramian64, _CG_STEPS)
-        if inverse_times_ones is not None and bool((inverse_times_ones > 0).all()):
-            return (inverse_times_ones / inverse_times_ones.sum()).to(gramian.dtype)
-    # The lifted problem, on the Gramian scaled to a unit diagonal maximum: the weights do not
-    # depend on the scale of the rows.
-    lifted = gramian64.mul_(1.0 / float(scale)).add_(1.0)
-    tolerance = 64.0 * m * torch.finfo(lifted.dtype).eps
-    free = torch.ones(m, dtype=torch.bool, device=gramian.device)
-    best_count, budget = m + 1, _BLOCK_SWAP_BUDGET
-    multipliers = _solve_on_free_set(lifted, free)
-    for _ in range(max_iters):
-        slacks = lifted @ multipliers - 1.0  # H μ - 1, zero on the free set
-        violating = torch.where(free, multipliers < 0.0, slacks < -tolerance)
-        count = int(violating.sum())
-        if count == 0:
-            break
-        if count < best_count:
-            best_count, budget = count, _BLOCK_SWAP_BUDGET
-        elif budget > 0:
-            budget -= 1
-        else:
-            # Block swaps do not make progress (typically several optimal supports, when the hull
-            # contains the origin): finish with single pivots, which never cycle.
-            multipliers = solve_nonnegative_qp(lifted, -torch.ones_like(multipliers), 3 * m)
-            break
-        free = free ^ violating
-        multipliers = _solve_on_free_set(lifted, free)
-    multipliers = multipliers.clamp(min=0.0)
+    relative_tolerance = torch.finfo(gramian.dtype).eps ** 0.75
+    if gramian.device.type == "cpu" and m <= _PYTHON_FLOATS_UP_TO:
+        weights = _python_min_norm_weights(gramian.tolist(), scale, relative_tolerance, max_iters)
+        return torch.tensor(weights, dtype=gramian.dtype)
+    tolerance = relative_tolerance * scale
+    # Solved in float64 (the problem is only m x m), lifted by c 1 1^T with c the mean diagonal
+    # over m, which keeps the rank-one term's eigenvalue (c m) at the scale of G's.
+    lifted = gramian.to(torch.float64, copy=True)
+    lifted.add_(float(lifted.diagonal().sum()) / m**2)
+    multipliers = _full_support_multipliers(lifted, tolerance)
+    if multipliers is None:
+        multipliers = _active_set_multipliers(lifted, tolerance, max_iters)
     return (multipliers / multipliers.sum()).to(gramian.dtype)
 
 
