@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ._aggregator_bases import GramianWeightedAggregator
 from ._checks import Delegated, Hyperparameter, int_at_least, real_in
+from ._input_policy import is_finite
 from ._weighting_bases import GramianWeighting
 
 # Up to this many rows on the CPU, the solver runs on Python floats: each torch operation costs a
@@ -47,6 +48,7 @@ _CG_GIVE_UP_FROM = 6
 # A row whose lifted vector has a squared distance to the span of the support's below this fraction
 # of its squared norm depends on them: adding it cannot lower the objective.
 _DEPENDENCE = 1e-13
+_INITIAL_SUPPORT_CAPACITY = 32
 
 
 def _two_row_weights(gramian: Tensor) -> Tensor:
@@ -73,12 +75,14 @@ def factor_and_solve(matrix: Tensor, rhs: Tensor) -> Tensor:
 
 def _cholesky_factor(matrix: Tensor) -> Tensor:
     """Returns the Cholesky factor of a PSD ``matrix`` plus the smallest ridge that makes one."""
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if not bool(info > 0):
+        return factor
     k = matrix.shape[0]
     eye = torch.eye(k, dtype=matrix.dtype, device=matrix.device)
     # A ridge at rounding level makes a singular matrix (repeated rows, more rows than columns)
     # factorizable and picks nearly the solution of smallest norm.
     ridge = 4.0 * k * torch.finfo(matrix.dtype).eps * float(matrix.diagonal().abs().max())
-    factor, info = torch.linalg.cholesky_ex(matrix)
     while bool(info > 0):
         factor, info = torch.linalg.cholesky_ex(matrix + ridge * eye)
         ridge *= 100.0
@@ -219,9 +223,10 @@ def _python_min_norm_weights(
 
 
 def _residual_is_small(lifted: Tensor, multipliers: Tensor, tolerance: float) -> bool:
-    """Whether the multipliers are positive and ``|1 - Hμ|`` is small enough for the KKT test."""
-    if not float(multipliers.min()) > 0.0:
-        return False
+    """
+    Whether ``|1 - Hμ|`` is small enough for the KKT test of the weights ``μ / Σμ`` (when ``μ`` is
+    positive).
+    """
     residual = torch.addmv(torch.ones_like(multipliers), lifted, multipliers, alpha=-1.0)
     bound = 0.5 * tolerance * float(multipliers.sum())
     return float(torch.linalg.vector_norm(residual, float("inf"))) <= bound
@@ -229,30 +234,36 @@ def _residual_is_small(lifted: Tensor, multipliers: Tensor, tolerance: float) ->
 
 def _conjugate_gradient(lifted: Tensor, tolerance: float) -> Tensor | None:
     """
-    Returns the solution of ``H μ = 1`` by Jacobi-preconditioned conjugate gradients when it is
-    positive and they reach it within ``_CG_MAX_STEPS`` steps, else ``None`` (early, when an
+    Returns the solution of ``H μ = 1`` by Jacobi-preconditioned conjugate gradients from 0 when it
+    is positive and they reach it within ``_CG_MAX_STEPS`` steps, else ``None`` (early, when an
     iterate is clearly negative somewhere).
     """
     inverse_diagonal = lifted.diagonal().reciprocal()
+    largest_diagonal = float(lifted.diagonal().max())
     x = torch.zeros_like(inverse_diagonal)
     residual = torch.ones_like(inverse_diagonal)
-    preconditioned = inverse_diagonal
-    direction = preconditioned
-    rho = float(residual.dot(preconditioned))
+    direction = inverse_diagonal
+    rho = float(direction.sum())  # r^T D^{-1} r with r = 1
+    # From 0 with right-hand side 1: 1^T p_i = rho_i and Σx grows at each step (Σx_k = x_k^T H x_k),
+    # so the running sum of alpha_i rho_i tracks Σx with no reduction.
+    total = 0.0
     for step in range(1, _CG_MAX_STEPS + 1):
         product = lifted.mv(direction)
         alpha = rho / float(direction.dot(product))
+        total += alpha * rho
         x.add_(direction, alpha=alpha)
         residual.add_(product, alpha=-alpha)
-        # The recursive residual drifts from the true one: it only says when to test the true one.
-        bound = 0.25 * tolerance * float(x.sum())
-        if float(torch.linalg.vector_norm(residual, float("inf"))) <= bound:
-            return x if _residual_is_small(lifted, x, tolerance) else None
-        if step >= _CG_GIVE_UP_FROM and step % 2 == 0:
-            if float(x.min()) < -_CG_GIVE_UP_RATIO * float(x.max()):
-                return None
         preconditioned = inverse_diagonal * residual
         rho, previous_rho = float(residual.dot(preconditioned)), rho
+        # |r_i| <= sqrt(rho D_ii) bounds the recursive residual with no reduction; that residual
+        # drifts from the true one, so it only says when to test the true one.
+        bound = 0.5 * tolerance * total
+        if (rho * largest_diagonal) ** 0.5 <= 8.0 * bound:
+            if float(residual.abs().max()) <= bound and _residual_is_small(lifted, x, tolerance):
+                return x if float(x.min()) > 0.0 else None
+        if step >= _CG_GIVE_UP_FROM and step % 4 == 0:
+            if float(x.min()) < -_CG_GIVE_UP_RATIO * float(x.max()):
+                return None
         direction = torch.add(preconditioned, direction, alpha=rho / previous_rho)
     return None
 
@@ -262,23 +273,36 @@ def _full_support_multipliers(lifted: Tensor, tolerance: float) -> Tensor | None
     if lifted.shape[0] > _FACTORIZATION_UP_TO:
         return _conjugate_gradient(lifted, tolerance)
     multipliers = factor_and_solve(lifted, torch.ones_like(lifted[0]))
-    return multipliers if _residual_is_small(lifted, multipliers, tolerance) else None
+    if float(multipliers.min()) > 0.0 and _residual_is_small(lifted, multipliers, tolerance):
+        return multipliers
+    return None
 
 
 class _Support:
     """
     The support ``S`` of the Lawson-Hanson method on ``H``: the inverse of ``H_SS``, the rows of
     ``H`` on ``S`` and the multipliers ``μ_S``, in the order in which the rows entered, in buffers
-    that are zero beyond ``k = |S|``.
+    that are zero beyond ``k = |S|``. The buffers grow with the support (the support is usually
+    much smaller than ``m``, and allocating ``[m, m]`` buffers would cost more than the solve).
     """
 
     def __init__(self, lifted: Tensor):
         self.lifted = lifted
         self.indices: list[int] = []
-        self.inverse = torch.zeros_like(lifted)  # [:k, :k]: H_SS^{-1}
-        self.rows = torch.zeros_like(lifted)  # [:k]: H_S
-        self.values = torch.zeros_like(lifted[0])  # [:k]: μ_S
-        self.border = torch.zeros_like(lifted[0])  # [:k + 1]: (H_SS^{-1} H_Sj, -1)
+        self.diagonal = lifted.diagonal().tolist()
+        self.inverse, self.rows, self.values = lifted[:0, :0], lifted[:0], lifted[0, :0]
+        self._allocate(min(lifted.shape[0], _INITIAL_SUPPORT_CAPACITY))
+
+    def _allocate(self, capacity: int) -> None:
+        k = len(self.indices)
+        inverse, rows, values = self.inverse[:k, :k], self.rows[:k], self.values[:k]
+        self.inverse = self.lifted.new_zeros(capacity, capacity)  # [:k, :k]: H_SS^{-1}
+        self.rows = self.lifted.new_zeros(capacity, self.lifted.shape[0])  # [:k]: H_S
+        self.values = self.lifted.new_zeros(capacity)  # [:k]: μ_S
+        self.border = self.lifted.new_full((capacity,), -1.0)  # [:k + 1]: (H_SS^{-1} H_Sj, -1)
+        self.inverse[:k, :k] = inverse
+        self.rows[:k] = rows
+        self.values[:k] = values
 
     def candidate(self, index: int) -> float:
         """
@@ -286,10 +310,12 @@ class _Support:
         span of the support's, and keeps ``H_SS^{-1} H_Sj`` for :meth:`add`.
         """
         k = len(self.indices)
+        if k == self.values.shape[0]:
+            self._allocate(min(self.lifted.shape[0], 2 * k))
         column = self.rows[:k, index]
-        torch.mv(self.inverse[:k, :k], column, out=self.border[:k])
-        self.border[k] = -1.0
-        return float(self.lifted[index, index]) - float(column.dot(self.border[:k]))
+        border = self.border[:k]
+        torch.mv(self.inverse[:k, :k], column, out=border)
+        return self.diagonal[index] - float(column.dot(border))
 
     def add(self, index: int, slack: float, distance: float) -> None:
         """
@@ -328,6 +354,7 @@ class _Support:
         self.rows[:k] = kept_rows
         self.values.zero_()
         self.values[:k] = values
+        self.border.fill_(-1.0)
         self.indices = [self.indices[p] for p in positions.tolist()]
 
     def solve(self) -> Tensor:
@@ -350,6 +377,7 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     diagonal = lifted.diagonal()
     roots = diagonal.sqrt().tolist()
     inverse_roots = diagonal.rsqrt()
+    ones = torch.ones_like(diagonal)
     score_weights = inverse_roots.clone()  # zero on the support and on skipped rows
     support = _Support(lifted)
     skipped: list[int] = []
@@ -375,6 +403,7 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
             continue
         support.add(index, slack, distance)
         k = len(support.indices)
+        total += slack**2 / distance  # Σ(μ_S - t u, t) = Σμ_S + t (1 - Σu) and Σu = 1 - slack
         if not float(support.values[:k].min()) > 0.0:
             current = support.previous_values(slack, distance)
             solution = support.values[:k].clone()
@@ -406,9 +435,8 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
                 if bool((solution > 0.0).all()):
                     support.values[:k] = solution
                     break
-        values = support.values[:k]
-        total = float(values.sum())
-        slacks = torch.addmv(torch.ones_like(slacks), support.rows[:k].T, values, alpha=-1.0)
+            total = float(support.values[:k].sum())
+        slacks = torch.addmv(ones, support.rows[:k].T, support.values[:k], alpha=-1.0)
     multipliers = torch.zeros_like(lifted[0])
     k = len(support.indices)
     multipliers[support.indices] = support.values[:k].clamp(min=0.0)
@@ -468,6 +496,8 @@ class MGDAWeighting(GramianWeighting):
 
     epsilon = Hyperparameter(real_in(0.0))
     max_iters = Hyperparameter(int_at_least(1))
+    # Checked in forward by one sum: the generic check costs more than the solver on large Gramians.
+    _checks_finiteness = False
 
     def __init__(self, epsilon: float = 0.001, max_iters: int = 100):
         super().__init__()
@@ -479,6 +509,9 @@ class MGDAWeighting(GramianWeighting):
 
     @torch.no_grad()
     def forward(self, gramian: Tensor, /) -> Tensor:
+        # The sum of the entries is finite when they all are, unless it overflows.
+        if not math.isfinite(float(gramian.sum())) and not is_finite(gramian):
+            return torch.full_like(gramian[0], float("nan"))
         return min_norm_weights(gramian, self.max_iters)
 
 
