@@ -316,10 +316,12 @@ class _Support:
     def _allocate(self, capacity: int) -> None:
         k = len(self.indices)
         inverse, rows, values = self.inverse[:k, :k], self.rows[:k], self.values[:k]
+        # Products run on the whole buffers, whose zeros beyond k cost less than slicing them.
         self.inverse = self.lifted.new_zeros(capacity, capacity)  # [:k, :k]: H_SS^{-1}
         self.rows = self.lifted.new_zeros(capacity, self.lifted.shape[0])  # [:k]: H_S
+        self.rows_transposed = self.rows.T
         self.values = self.lifted.new_zeros(capacity)  # [:k]: μ_S
-        self.border = self.lifted.new_full((capacity,), -1.0)  # [:k + 1]: (H_SS^{-1} H_Sj, -1)
+        self.border = self.lifted.new_zeros(capacity)  # [:k + 1]: (H_SS^{-1} H_Sj, -1)
         self.inverse[:k, :k] = inverse
         self.rows[:k] = rows
         self.values[:k] = values
@@ -332,23 +334,24 @@ class _Support:
         k = len(self.indices)
         if k == self.values.shape[0]:
             self._allocate(min(self.lifted.shape[0], 2 * k))
-        column = self.rows[:k, index]
-        border = self.border[:k]
-        torch.mv(self.inverse[:k, :k], column, out=border)
-        return self.diagonal[index] - float(column.dot(border))
+        column = self.rows[:, index]  # H_Sj, then zeros
+        torch.mv(self.inverse, column, out=self.border)  # H_SS^{-1} H_Sj, then zeros
+        self.border[k] = -1.0
+        return self.diagonal[index] - float(column.dot(self.border))
 
-    def add(self, index: int, slack: float, distance: float) -> None:
+    def add(self, index: int, slack: float, distance: float) -> Tensor:
         """
         Adds the row of the last :meth:`candidate` call, when ``μ_S`` solves ``H_SS μ_S = 1``: with
         ``v = (H_SS^{-1} H_Sj, -1)``, the new inverse is the old one plus ``v v^T / distance`` and
-        the new solution is ``(μ_S, 0) - t v`` with ``t = (1 - Hμ)_j / distance``.
+        the new solution is ``(μ_S, 0) - t v`` with ``t = (1 - Hμ)_j / distance``. Returns the new
+        ``μ_S``.
         """
-        k = len(self.indices) + 1
-        border = self.border[:k]
-        self.inverse[:k, :k].addr_(border, border, alpha=1.0 / distance)
-        self.values[:k].add_(border, alpha=-slack / distance)
-        self.rows[k - 1] = self.lifted[index]
+        k = len(self.indices)
+        self.inverse.addr_(self.border, self.border, alpha=1.0 / distance)
+        self.values.add_(self.border, alpha=-slack / distance)
+        self.rows[k] = self.lifted[index]
         self.indices.append(index)
+        return self.values[: k + 1]
 
     def previous_values(self, slack: float, distance: float) -> Tensor:
         """Returns the multipliers before the last :meth:`add`, with 0 for the row it added."""
@@ -374,7 +377,6 @@ class _Support:
         self.rows[:k] = kept_rows
         self.values.zero_()
         self.values[:k] = values
-        self.border.fill_(-1.0)
         self.indices = [self.indices[p] for p in positions.tolist()]
 
     def solve(self) -> Tensor:
@@ -395,7 +397,7 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     step costs a few O(m k) products instead of a factorization.
     """
     diagonal = lifted.diagonal()
-    roots = diagonal.sqrt().tolist()
+    diagonal_list = diagonal.tolist()
     inverse_roots = diagonal.rsqrt()
     ones = torch.ones_like(diagonal)
     score_weights = inverse_roots.clone()  # zero on the support and on skipped rows
@@ -406,9 +408,8 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     removals = 0
     while removals <= max_removals:
         threshold = tolerance * total
-        score, index = (slacks * score_weights).max(dim=0)
-        index = int(index)
-        slack = float(score) * roots[index]
+        index = int((slacks * score_weights).argmax())
+        slack = float(slacks[index])
         if not (slack > threshold and index not in support.indices and index not in skipped):
             # The best score may hide a larger violation with a smaller score.
             masked = torch.where(score_weights > 0.0, slacks, -torch.inf)
@@ -418,13 +419,13 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
                 break
         score_weights[index] = 0.0
         distance = support.candidate(index)
-        if not distance > _DEPENDENCE * roots[index] ** 2:
+        if not distance > _DEPENDENCE * diagonal_list[index]:
             skipped.append(index)  # it cannot lower the objective
             continue
-        support.add(index, slack, distance)
+        values = support.add(index, slack, distance)
         k = len(support.indices)
         total += slack**2 / distance  # Σ(μ_S - t u, t) = Σμ_S + t (1 - Σu) and Σu = 1 - slack
-        if not float(support.values[:k].min()) > 0.0:
+        if not float(values.min()) > 0.0:
             current = support.previous_values(slack, distance)
             solution = support.values[:k].clone()
             while True:
@@ -455,8 +456,8 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
                 if bool((solution > 0.0).all()):
                     support.values[:k] = solution
                     break
-            total = float(support.values[:k].sum())
-        slacks = torch.addmv(ones, support.rows[:k].T, support.values[:k], alpha=-1.0)
+            total = float(support.values.sum())
+        slacks = torch.addmv(ones, support.rows_transposed, support.values, alpha=-1.0)
     multipliers = torch.zeros_like(lifted[0])
     k = len(support.indices)
     multipliers[support.indices] = support.values[:k].clamp(min=0.0)
