@@ -400,7 +400,7 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     diagonal_list = diagonal.tolist()
     inverse_roots = diagonal.rsqrt()
     ones = torch.ones_like(diagonal)
-    score_weights = inverse_roots.clone()  # zero on the support and on skipped rows
+    score_weights = inverse_roots.clone()  # zero on the skipped rows
     support = _Support(lifted)
     skipped: list[int] = []
     slacks = torch.ones_like(lifted[0])  # 1 - Hμ
@@ -410,16 +410,18 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
         threshold = tolerance * total
         index = int((slacks * score_weights).argmax())
         slack = float(slacks[index])
-        if not (slack > threshold and index not in support.indices and index not in skipped):
+        if not slack > threshold:
             # The best score may hide a larger violation with a smaller score.
             masked = torch.where(score_weights > 0.0, slacks, -torch.inf)
             slack, index = masked.max(dim=0)
             slack, index = float(slack), int(index)
             if not slack > threshold:
                 break
-        score_weights[index] = 0.0
-        distance = support.candidate(index)
+        # The rows of the support have slack 0 up to rounding, far below the threshold, so they
+        # are not selected; one that rounding makes look violated is skipped.
+        distance = 0.0 if index in support.indices else support.candidate(index)
         if not distance > _DEPENDENCE * diagonal_list[index]:
+            score_weights[index] = 0.0
             skipped.append(index)  # it cannot lower the objective
             continue
         values = support.add(index, slack, distance)
@@ -443,8 +445,6 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
                 current = current + alpha * (solution - current)
                 kept = current > 0.0
                 kept[position] = False
-                for p in (~kept).nonzero().squeeze(1).tolist():
-                    score_weights[support.indices[p]] = inverse_roots[support.indices[p]]
                 if support.indices[int(position)] == index and float(alpha) == 0.0:
                     score_weights[index] = 0.0  # it leaves at once (rounding): do not retry it
                     skipped.append(index)
