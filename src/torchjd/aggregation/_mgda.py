@@ -83,23 +83,36 @@ def factor_and_solve(matrix: Tensor, rhs: Tensor) -> Tensor:
     Returns a solution of ``matrix x = rhs`` for a PSD ``matrix`` whose range contains ``rhs``, by
     a Cholesky factorization.
     """
-    return torch.cholesky_solve(rhs.unsqueeze(1), _cholesky_factor(matrix)).squeeze(1)
+    k = matrix.shape[0]
+    ones = rhs.unsqueeze(1)
+    eye = torch.eye(k, dtype=matrix.dtype, device=matrix.device)
+    # A ridge at rounding level makes a singular matrix (repeated rows, more rows than columns)
+    # factorizable and picks the solution of smallest norm (1 is in the range of the matrix).
+    ridge = 4.0 * k * torch.finfo(matrix.dtype).eps
+    for _ in range(8):
+        factor, info = torch.linalg.cholesky_ex(matrix + ridge * eye)
+        if not bool(info > 0):
+            return torch.cholesky_solve(ones, factor).squeeze(1)
+        ridge *= 100.0
+    # Not reachable for a PSD matrix in practice; the pseudo-inverse solution is as good.
+    return torch.linalg.lstsq(matrix, ones, driver="gelsd").solution.squeeze(1)
 
 
 def _cholesky_factor(matrix: Tensor) -> Tensor:
-    """Returns the Cholesky factor of a PSD ``matrix`` plus the smallest ridge that makes one."""
-    factor, info = torch.linalg.cholesky_ex(matrix)
-    if not bool(info > 0):
-        return factor
+    """
+    Returns the Cholesky factor of a PSD ``matrix`` plus a ridge at rounding level (relative to its
+    diagonal), increased until the factorization succeeds.
+    """
     k = matrix.shape[0]
     eye = torch.eye(k, dtype=matrix.dtype, device=matrix.device)
-    # A ridge at rounding level makes a singular matrix (repeated rows, more rows than columns)
-    # factorizable and picks nearly the solution of smallest norm.
-    ridge = 4.0 * k * torch.finfo(matrix.dtype).eps * float(matrix.diagonal().abs().max())
-    while bool(info > 0):
+    # The ridge makes a singular matrix (repeated rows, more rows than columns) factorizable and
+    # picks nearly the solution of smallest norm.
+    ridge = 4.0 * k * torch.finfo(matrix.dtype).eps * float(matrix.diagonal().max())
+    while True:
         factor, info = torch.linalg.cholesky_ex(matrix + ridge * eye)
+        if not bool(info > 0):
+            return factor
         ridge *= 100.0
-    return factor
 
 
 def solve_nonnegative_qp(matrix: Tensor, vector: Tensor, max_iters: int) -> Tensor:
@@ -196,6 +209,7 @@ def _python_active_set(
             skipped.add(best)
             continue
         current = values + [0.0]
+        first_round = True
         while min(solution) <= 0.0:
             if removals == max_removals:
                 return support, values
@@ -207,8 +221,9 @@ def _python_active_set(
                 for p, (c, s) in enumerate(zip(current, solution))
                 if s <= 0.0
             )
-            if blocking == len(support) and alpha == 0.0:
+            if first_round and blocking == len(support) and alpha == 0.0:
                 skipped.add(best)  # it leaves at once (rounding): do not retry it
+            first_round = False
             current = [c + alpha * (s - c) for c, s in zip(current, solution)]
             kept = [p for p, c in enumerate(current) if c > 0.0 and p != blocking]
             trial = [trial[p] for p in kept]
@@ -292,7 +307,8 @@ def _full_support_multipliers(lifted: Tensor, tolerance: float) -> Tensor | None
     """Returns ``H^{-1} 1`` when it is positive, hence the solution, else ``None``."""
     if lifted.shape[0] > _FACTORIZATION_UP_TO:
         return _conjugate_gradient(lifted, tolerance)
-    multipliers = factor_and_solve(lifted, torch.ones_like(lifted[0]))
+    ones = torch.ones_like(lifted[:, :1])
+    multipliers = torch.cholesky_solve(ones, _cholesky_factor(lifted)).squeeze(1)
     if float(multipliers.min()) > 0.0 and _residual_is_small(lifted, multipliers, tolerance):
         return multipliers
     return None
