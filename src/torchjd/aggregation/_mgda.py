@@ -62,6 +62,13 @@ _CG_GIVE_UP_FROM = 4
 _DEPENDENCE = 1e-13
 _INITIAL_SUPPORT_CAPACITY = 32
 _EPS64 = torch.finfo(torch.float64).eps
+# When the active set reaches max(_RESTART_FROM, m // 4) rows, then twice as many and so on, it jumps
+# to a larger support
+# (see _Support.restart), if the Cholesky pivots of that block, relative to its diagonal, are above
+# _RESTART_PIVOT (rows far from dependent) within _RESTART_ROUNDS solves.
+_RESTART_FROM = 64
+_RESTART_PIVOT = 1e-6
+_RESTART_ROUNDS = 8
 
 
 def _two_row_weights(gramian: Tensor) -> Tensor:
@@ -395,6 +402,56 @@ class _Support:
         self.values[:k] = values
         self.indices = [self.indices[p] for p in positions.tolist()]
 
+    def restart(self, indices: Tensor, tolerance: float) -> bool:
+        """
+        Replaces the support by a set on which ``μ_S = H_SS^{-1} 1 > 0``, found by a few steps of
+        block principal pivoting from ``indices``: solve on the set (a Cholesky factorization),
+        drop the rows where the solution is not positive and add those that violate the conditions
+        by more than ``tolerance Σμ``, at once. Stops at the first violation-free set, or when a
+        factorization is not well conditioned (dependent rows) or after ``_RESTART_ROUNDS`` steps;
+        keeps the last set whose solution is positive. Returns whether it changed the support.
+        """
+        m = self.lifted.shape[0]
+        best = None
+        for _ in range(_RESTART_ROUNDS):
+            if indices.shape[0] == 0:
+                break
+            block = self.lifted[indices][:, indices]
+            factor, info = torch.linalg.cholesky_ex(block)
+            if bool(info > 0):
+                break  # a singular block: the rows are dependent
+            if not float((factor.diagonal() ** 2 / block.diagonal()).min()) > _RESTART_PIVOT:
+                break
+            solution = torch.cholesky_solve(torch.ones_like(block[:, :1]), factor).squeeze(1)
+            slacks = torch.addmv(
+                torch.ones_like(self.lifted[0]), self.lifted[:, indices], solution, alpha=-1.0
+            )
+            outside = torch.ones(m, dtype=torch.bool, device=indices.device)
+            outside[indices] = False
+            violating = outside & (slacks > tolerance * float(solution.sum()))
+            positive = solution > 0.0
+            all_positive = bool(positive.all())
+            if all_positive:
+                best = (indices, factor, solution)
+                if not bool(violating.any()):
+                    break
+            indices = torch.cat([indices[positive], violating.nonzero().squeeze(1)])
+        if best is None:
+            return False
+        indices, factor, solution = best
+        k = indices.shape[0]
+        if k > self.values.shape[0]:
+            self.indices = []
+            self._allocate(min(m, 2 * k))
+        self.inverse.zero_()
+        self.inverse[:k, :k] = torch.cholesky_inverse(factor)
+        self.rows.zero_()
+        self.rows[:k] = self.lifted[indices]
+        self.values.zero_()
+        self.values[:k] = solution
+        self.indices = indices.tolist()
+        return True
+
     def solve(self) -> Tensor:
         """Returns ``H_SS^{-1} 1``."""
         k = len(self.indices)
@@ -422,6 +479,7 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     slacks = torch.ones_like(lifted[0])  # 1 - Hμ
     total = 0.0  # Σμ
     removals = 0
+    restart_size = max(_RESTART_FROM, lifted.shape[0] // 4)
     while removals <= max_removals:
         threshold = tolerance * total
         index = int((slacks * score_weights).argmax())
@@ -474,6 +532,20 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
                     break
             total = float(support.values.sum())
         slacks = torch.addmv(ones, support.rows_transposed, support.values, alpha=-1.0)
+        if len(support.indices) >= restart_size:
+            # A large support: rather than adding the rows one by one, pivot by blocks from the
+            # rows that violate the conditions or are in the support.
+            in_support = torch.zeros_like(slacks, dtype=torch.bool)
+            in_support[support.indices] = True
+            candidates = (in_support | (slacks > tolerance * total)).nonzero().squeeze(1)
+            if support.restart(candidates, tolerance):
+                for i in skipped:
+                    score_weights[i] = inverse_roots[i]
+                skipped.clear()
+                k = len(support.indices)
+                total = float(support.values.sum())
+                slacks = torch.addmv(ones, support.rows_transposed, support.values, alpha=-1.0)
+            restart_size = 2 * max(restart_size, len(support.indices))  # at most log2(m) times
     multipliers = torch.zeros_like(lifted[0])
     k = len(support.indices)
     multipliers[support.indices] = support.values[:k].clamp(min=0.0)
