@@ -206,17 +206,21 @@ def _structured_matrix(kind: str, m: int, dtype: torch.dtype) -> torch.Tensor:
         return left @ torch.randn(rank, 300, generator=generator, dtype=dtype)
     if kind == "more rows than columns":
         return torch.randn(m, 15, generator=generator, dtype=dtype)
+    if kind == "square":  # a large support that is not full
+        return torch.randn(m, m, generator=generator, dtype=dtype)
     # "shared": a common component, so that the optimum has a small support
     matrix = torch.randn(m, 300, generator=generator, dtype=dtype)
     common = torch.randn(1, 300, generator=generator, dtype=dtype)
     return matrix + 3.0 * common * torch.rand(m, 1, generator=generator, dtype=dtype)
 
 
-_KINDS = ["gaussian", "duplicated", "opposite", "low rank", "more rows than columns", "shared"]
+_KINDS = [
+    "gaussian", "duplicated", "opposite", "low rank", "more rows than columns", "shared", "square"
+]
 
 
 @mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-@mark.parametrize("m", [12, 100])
+@mark.parametrize("m", [12, 100, 300])
 @mark.parametrize("kind", _KINDS)
 def test_mgda_satisfies_the_optimality_conditions_on_structured_gramians(
     kind: str, m: int, dtype: torch.dtype, tolerance: float
@@ -252,3 +256,20 @@ def test_mgda_on_the_opposite_rows_of_a_large_hull_gives_zero():
     matrix = _structured_matrix("opposite", 200, torch.float64)
     result = MGDA()(matrix)
     assert result.norm() <= 1e-5 * matrix.norm(dim=1).max()
+
+
+@mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_mgda_weights_of_a_non_finite_gramian_are_nan(value: float):
+    matrix = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    gramian = matrix @ matrix.T
+    gramian[1, 3] = value
+    assert torch.isnan(MGDAWeighting()(gramian)).all()
+
+
+def test_mgda_weights_of_a_huge_finite_gramian_are_finite():
+    # The float32 sum of these entries overflows: the finiteness check must not take it for inf.
+    matrix = torch.randn(64, 100, generator=torch.Generator().manual_seed(0))
+    gramian = 1e37 * (matrix @ matrix.T / 100.0)
+    weights = MGDAWeighting()(gramian)
+    assert torch.isfinite(weights).all()
+    assert torch.allclose(weights, MGDAWeighting()(gramian / 1e37), atol=1e-5)
