@@ -29,7 +29,9 @@ G_ii`` (``eps`` of the Gramian's dtype), computed in float64:
    ``H`` on the support is bordered by one row per addition, so each step is a few O(m k)
    products. It only decreases the objective, so it terminates; the solution has at most
    ``rank(G) + 1`` rows, which is what makes it cheap on low-rank Gramians and when the hull
-   contains the origin.
+   contains the origin. When the support grows past ``max(64, m / 4)`` rows (and each time it
+   doubles), a few steps of block principal pivoting (Júdice and Pires 1994) from the violated
+   rows jump to a larger support, kept when its factorizations are well conditioned.
 
 Up to 8 rows on the CPU, the Lawson-Hanson method runs on Python floats (cheaper than torch's
 dispatch), and ``m = 2`` has a closed form.
@@ -62,10 +64,9 @@ _CG_GIVE_UP_FROM = 4
 _DEPENDENCE = 1e-13
 _INITIAL_SUPPORT_CAPACITY = 32
 _EPS64 = torch.finfo(torch.float64).eps
-# When the active set reaches max(_RESTART_FROM, m // 4) rows, then twice as many and so on, it jumps
-# to a larger support
-# (see _Support.restart), if the Cholesky pivots of that block, relative to its diagonal, are above
-# _RESTART_PIVOT (rows far from dependent) within _RESTART_ROUNDS solves.
+# When the active set reaches max(_RESTART_FROM, m // 4) rows, then twice as many and so on, it
+# tries a few block pivoting steps (see _Support.restart), kept if the Cholesky pivots of the
+# blocks, relative to their diagonal, stay above _RESTART_PIVOT (rows far from dependent).
 _RESTART_FROM = 64
 _RESTART_PIVOT = 1e-6
 _RESTART_ROUNDS = 8
@@ -467,7 +468,8 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     ``tolerance Σμ`` (the KKT test of the weights) or after ``max_removals`` removal steps.
 
     The inverse of ``H_SS`` is kept up to date (bordered by one row per addition), so that each
-    step costs a few O(m k) products instead of a factorization.
+    step costs a few O(m k) products instead of a factorization. When the support grows large, a
+    few block principal pivoting steps (:meth:`_Support.restart`) replace many single additions.
     """
     diagonal = lifted.diagonal()
     diagonal_list = diagonal.tolist()
