@@ -16,8 +16,9 @@ rank-one term at the scale of ``G``), the problem becomes
 (the minimum over ``μ = t w`` is at ``t = 1 / (w^T G w + c)``, decreasing in ``w^T G w``). Unlike
 the simplex problem, this one is a non-negative least-squares problem, whose optimality
 conditions (``μ ≥ 0``, ``Hμ ≥ 1``, ``μ_i (Hμ - 1)_i = 0``) translate to those of the weights:
-``(G w)_j - w^T G w = ((Hμ)_j - 1) / Σμ``. The solver stops when they hold to ``eps^{3/4} max_i
-G_ii`` (``eps`` of the Gramian's dtype), computed in float64:
+``(G w)_j - w^T G w = ((Hμ)_j - 1) / Σμ``. The solver stops when they hold to ``τ max_i G_ii``
+(``τ`` about ``1.8e-12`` for a float64 Gramian, ``1.2e-7`` for a float32 one), computed in
+float64:
 
 1. The full support first: when no row is dominated, ``μ* = H^{-1} 1 > 0``. It is solved by a
    Cholesky factorization up to 64 rows, above by Jacobi-preconditioned conjugate gradients (from
@@ -554,6 +555,17 @@ def _active_set_multipliers(lifted: Tensor, tolerance: float, max_removals: int)
     return multipliers
 
 
+def _relative_tolerance(dtype: torch.dtype) -> float:
+    """
+    ``eps^{3/4}`` for float64 Gramians, float32's ``eps`` for float32 (and lower) ones: the
+    rounding level of the float32 weights that are returned (a tighter target costs active-set
+    steps on rank-deficient Gramians, without more accurate float32 weights).
+    """
+    if dtype == torch.float64:
+        return _EPS64**0.75
+    return torch.finfo(torch.float32).eps
+
+
 def min_norm_weights(gramian: Tensor, max_iters: int) -> Tensor:
     """
     Returns ``argmin_{w ∈ Δ_m} w^T G w`` for a finite PSD Gramian ``G`` ``[m, m]`` (see the module
@@ -567,7 +579,7 @@ def min_norm_weights(gramian: Tensor, max_iters: int) -> Tensor:
     scale = float(gramian.diagonal().max())
     if not scale > 0:  # all rows are zero: any weights give the zero vector
         return torch.full((m,), 1.0 / m, dtype=gramian.dtype, device=gramian.device)
-    relative_tolerance = torch.finfo(gramian.dtype).eps ** 0.75
+    relative_tolerance = _relative_tolerance(gramian.dtype)
     if gramian.device.type == "cpu" and m <= _PYTHON_FLOATS_UP_TO:
         weights = _python_min_norm_weights(gramian.tolist(), scale, relative_tolerance, max_iters)
         return torch.tensor(weights, dtype=gramian.dtype)
@@ -588,8 +600,8 @@ class MGDAWeighting(GramianWeighting):
 
     The weights are non-negative and sum to one; they satisfy the optimality conditions
     ``(G w*)_i ≥ w*^T G w*`` for every ``i``, with equality where ``w*_i > 0``, up to
-    ``eps^{3/4} max_i G_ii`` (``eps`` of the Gramian's dtype: about ``6e-6`` relative in float32,
-    ``2e-12`` in float64).
+    ``τ max_i G_ii`` with ``τ = eps^{3/4} ≈ 1.8e-12`` for a float64 Gramian and ``eps ≈ 1.2e-7``
+    for a float32 one (the rounding of the returned weights).
     ``m = 2`` has a closed form. They do not depend on the scale of ``G``, so the aggregation is
     scale-covariant: ``MGDA(s J) = s MGDA(J)`` for ``s > 0``. All-zero rows give uniform weights.
     Runs under ``torch.no_grad()``: the weights are not differentiated through.
