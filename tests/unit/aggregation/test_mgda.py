@@ -186,3 +186,90 @@ def test_mgda_max_iters_bounds_the_pivoting_and_keeps_simplex_weights():
     weights = MGDAWeighting(max_iters=1)(matrix @ matrix.T)
     assert weights.min() >= 0.0
     assert torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def _structured_matrix(kind: str, m: int, dtype: torch.dtype) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(m)
+    if kind == "gaussian":  # rows far from parallel: the full support, by conjugate gradients
+        return torch.randn(m, 2000, generator=generator, dtype=dtype)
+    if kind == "duplicated":  # a singular Gramian with the full support
+        return torch.randn((m + 1) // 2, 300, generator=generator, dtype=dtype).repeat(2, 1)[:m]
+    if kind == "opposite":  # rows g and -c g: the hull contains the origin, many optimal weights
+        matrix = torch.randn(m, 300, generator=generator, dtype=dtype)
+        half = m // 2
+        scales = torch.rand(half, 1, generator=generator, dtype=dtype)
+        matrix[half : 2 * half] = -scales * matrix[:half]
+        return matrix
+    if kind == "low rank":
+        rank = m // 5
+        left = torch.randn(m, rank, generator=generator, dtype=dtype)
+        return left @ torch.randn(rank, 300, generator=generator, dtype=dtype)
+    if kind == "more rows than columns":
+        return torch.randn(m, 15, generator=generator, dtype=dtype)
+    if kind == "square":  # a large support that is not full
+        return torch.randn(m, m, generator=generator, dtype=dtype)
+    # "shared": a common component, so that the optimum has a small support
+    matrix = torch.randn(m, 300, generator=generator, dtype=dtype)
+    common = torch.randn(1, 300, generator=generator, dtype=dtype)
+    return matrix + 3.0 * common * torch.rand(m, 1, generator=generator, dtype=dtype)
+
+
+_KINDS = [
+    "gaussian", "duplicated", "opposite", "low rank", "more rows than columns", "shared", "square"
+]
+
+
+@mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@mark.parametrize("m", [12, 100, 300])
+@mark.parametrize("kind", _KINDS)
+def test_mgda_satisfies_the_optimality_conditions_on_structured_gramians(
+    kind: str, m: int, dtype: torch.dtype, tolerance: float
+):
+    matrix = _structured_matrix(kind, m, dtype)
+    gramian = matrix @ matrix.T
+    weights = MGDAWeighting()(gramian)
+    assert weights.dtype == dtype
+    assert weights.min() >= 0.0
+    assert abs(float(weights.double().sum()) - 1.0) < 10 * torch.finfo(dtype).eps
+    # The KKT conditions, in float64 on the given Gramian: (G w)_i >= w^T G w everywhere, with
+    # equality on the support.
+    exact_gramian = gramian.double()
+    gradient = exact_gramian @ weights.double()
+    value = weights.double() @ gradient
+    scale = exact_gramian.diagonal().max()
+    assert (gradient - value).min() >= -tolerance * scale
+    support = weights > 0
+    assert (gradient[support] - value).abs().max() <= tolerance * scale
+
+
+@mark.parametrize("seed", range(4))
+@mark.parametrize("m", [7, 9, 10])
+@mark.parametrize("kind", ["gaussian", "duplicated", "opposite", "more rows than columns"])
+def test_mgda_matches_the_best_face_with_the_python_and_torch_solvers(kind: str, m: int, seed: int):
+    # 7 rows run on Python floats, 9 and 10 on torch: both against the brute force over faces.
+    matrix = _structured_matrix(kind, m, torch.float64)[:, : 3 + seed]
+    expected = _min_norm_point_by_faces(matrix)
+    assert torch.allclose(MGDA()(matrix), expected, atol=1e-9 * matrix.norm())
+
+
+def test_mgda_on_the_opposite_rows_of_a_large_hull_gives_zero():
+    matrix = _structured_matrix("opposite", 200, torch.float64)
+    result = MGDA()(matrix)
+    assert result.norm() <= 1e-5 * matrix.norm(dim=1).max()
+
+
+@mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_mgda_weights_of_a_non_finite_gramian_are_nan(value: float):
+    matrix = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    gramian = matrix @ matrix.T
+    gramian[1, 3] = value
+    assert torch.isnan(MGDAWeighting()(gramian)).all()
+
+
+def test_mgda_weights_of_a_huge_finite_gramian_are_finite():
+    # The float32 sum of these entries overflows: the finiteness check must not take it for inf.
+    matrix = torch.randn(64, 100, generator=torch.Generator().manual_seed(0))
+    gramian = 1e37 * (matrix @ matrix.T / 100.0)
+    weights = MGDAWeighting()(gramian)
+    assert torch.isfinite(weights).all()
+    assert torch.allclose(weights, MGDAWeighting()(gramian / 1e37), atol=1e-5)
