@@ -44,5 +44,12 @@ def apply_in_working_precision(function: Callable[[Tensor], Tensor], stat: Tenso
 
 
 def is_finite(stat: Tensor) -> bool:
-    """Whether every element of ``stat`` is finite (neither NaN nor ±inf)."""
+    """
+    Whether every element of ``stat`` is finite (neither NaN nor ±inf). A NaN or infinite element
+    makes the sum non-finite, so a finite sum (one reduction, much cheaper than ``isfinite`` over
+    every element) settles the common case; only a non-finite sum, which may also be an overflow
+    of finite elements, takes the elementwise check.
+    """
+    if stat.dtype.is_floating_point and bool(torch.isfinite(stat.sum())):
+        return True
     return bool(torch.isfinite(stat).all())

@@ -1,6 +1,7 @@
 """
-The exact finisher of the projections: the active-set method of Lawson and Hanson (1974) for
-``min y^T C y, y >= l``, batched over the bounds ``l``, in the space of a factor ``C = F F^T``.
+The exact solvers of ``min y^T C y, y >= l`` (batched over the bounds ``l``) in the space of a factor
+``C = F F^T`` given by Cholesky with diagonal pivoting: the active-set method of Lawson and Hanson
+(1974), and the closed form when the rows of ``F`` positively span their span.
 
 With ``y = l + s``, the problem is the non-negative least-squares problem
 ``min ||F^T l + F_P^T s_P||²`` over ``s >= 0``, where ``F_P`` holds the rows of ``F`` of the passive
@@ -28,10 +29,11 @@ _ALTERNATING_PROJECTIONS = 32
 _WARM_START_FRACTION = 1e-3
 # The slots of a vector's passive set at first.
 _FIRST_SLOTS = 16
-# The memory of the state of the vectors solved together, in bytes.
+# The memory of the [K, K] inverses (and as much for their temporaries) of the vectors solved
+# together, in bytes.
 _STATE_BUDGET = 256 * 2**20
 # At most this many variables enter a vector's P in one step.
-BLOCK_SIZE = 4
+_BLOCK_SIZE = 4
 
 
 def pivoted_cholesky(matrix: Tensor, threshold: float, max_rank: int) -> Tensor | None:
@@ -153,7 +155,7 @@ def solve_in_factor_space(
         adding = searching & ~done
         block = adding & (count < last_count)
         last_count = torch.where(adding, count, last_count)
-        wanted = torch.where(block, count.clamp(max=BLOCK_SIZE), 1) * adding
+        wanted = torch.where(block, count.clamp(max=_BLOCK_SIZE), 1) * adding
         needed = int(((variables >= 0).sum(dim=1) + wanted).max())
         if needed > slots and slots < rank:
             slots = min(rank, max(2 * slots, needed))
