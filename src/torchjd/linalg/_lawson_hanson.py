@@ -332,7 +332,8 @@ def solve_by_positive_null_combination(
     ``y*``, or learning that there is none, is one problem ``min y^T C y, y >= 1``, whose minimum
     is zero exactly when ``y*`` exists. It is first sought by alternating projections from the
     all-ones vector, which find it in a few cheap steps when the rows are many more than the rank
-    or sum to zero.
+    or sum to zero; when their distance stalls instead, ``y*`` most likely does not exist and
+    ``None`` is returned without the exact search (the caller's general path is exact too).
     """
 
     m = factor.shape[0]
@@ -343,14 +344,22 @@ def solve_by_positive_null_combination(
     q, _ = torch.linalg.qr(factor)
     combination = None
     guess = ones
+    distances = []  # from the null space to {y >= 1}, which shrink to 0 when they intersect
     for _ in range(_ALTERNATING_PROJECTIONS):
         guess = guess - q @ (q.mT @ guess)
         smallest = float(guess.min())
         if smallest > 0.0:
             combination = guess / smallest
             break
-        guess = guess.clamp(min=1.0)
+        clamped = guess.clamp(min=1.0)
+        distances.append(float((clamped - guess).norm()))
+        guess = clamped
     if combination is None or not _is_null_combination(factor, combination, tolerance):
+        half = len(distances) // 2
+        if distances and distances[-1] > 0.5 * distances[half]:
+            # The distance stalls: the sets are (most likely) apart, which the exact search below
+            # would only confirm at the cost of an active set of the rank's size.
+            return None
         combination = solve_in_factor_space(factor, ones[None, :], tolerance)[0]
         if not _is_null_combination(factor, combination, tolerance):
             return None

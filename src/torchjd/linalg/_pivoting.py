@@ -29,12 +29,12 @@ def solve_general(gramian: Tensor, u: Tensor, tolerance: float, rank_threshold: 
     With ``d = diag(G)`` (floored at ``eps * max(d)``) and ``D = diag(d)``, ``y = D^{1/2} v`` turns
     the problem into ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal
     ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` and the spread of its diagonal do not
-    matter. Up to 16 rows, direct pivoting solves it. Otherwise, a Cholesky factorization of ``C``
-    with diagonal pivoting, which drops the pivots below ``rank_threshold`` (the precision in
-    which ``G`` is given), tells its rank ``r``: for ``r <= LOW_RANK``, Lawson and Hanson's method
-    in the space of the factor solves every vector exactly, at a cost that grows with ``r`` and not
-    with ``m``; for a larger rank, ADMM, then Lawson and Hanson for the vectors that it does not
-    finish. Singular Gramians whose rows positively span their span have a closed form.
+    matter. Up to 16 rows, direct pivoting solves it. Otherwise, when ``C`` is singular (a pivot of
+    its Cholesky factorization below ``rank_threshold``, the precision in which ``G`` is given), a
+    factorization with diagonal pivoting gives its rank ``r`` and a factor ``[m, r]``; if the rows
+    positively span their span, the solution has a closed form. Else ADMM solves the batch, and
+    Lawson and Hanson's method in the space of the factor finishes the vectors that it does not,
+    at a cost that grows with ``r`` and not with ``m``.
     """
 
     m = gramian.shape[0]
@@ -69,27 +69,20 @@ def solve_general(gramian: Tensor, u: Tensor, tolerance: float, rank_threshold: 
     return torch.maximum(y / root_d, u)
 
 
-# Up to this rank, the pivoted factorization runs in full; above, only for a singular C.
-LOW_RANK = 64
-
-
 def _factor_if_singular(correlation: Tensor, rank_threshold: float) -> Tensor | None:
     """
     Returns the factor of :func:`pivoted_cholesky` of ``C`` when its rank is below ``m``, else
-    ``None``. A rank up to :data:`LOW_RANK` shows within that many pivots; above, an unpivoted
-    Cholesky factorization (one call, much faster than pivoting column by column) tells whether
-    a pivot falls below the threshold.
+    ``None``. An unpivoted Cholesky factorization (one call, much faster than pivoting column by
+    column) first tells whether a pivot falls below the threshold.
     """
 
-    m = correlation.shape[0]
-    factor = pivoted_cholesky(correlation, rank_threshold, min(LOW_RANK, m - 1))
-    if factor is not None or m - 1 <= LOW_RANK:
-        return factor
     cholesky, info = torch.linalg.cholesky_ex(correlation)
     if int(info) == 0 and float(cholesky.diagonal().amin()) ** 2 > rank_threshold:
         return None
-    factor = pivoted_cholesky(correlation, rank_threshold, m - 1)
-    return factor
+    m = correlation.shape[0]
+    factor = pivoted_cholesky(correlation, rank_threshold, m)
+    assert factor is not None  # the rank never exceeds m
+    return factor if factor.shape[1] < m else None
 
 
 def _solve_exactly(
