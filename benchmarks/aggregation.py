@@ -8,8 +8,9 @@ The baseline computes the same regularized Gramian as UPGrad (in torch), then ca
 the median time of each, their ratio and the largest relative difference of the aggregations.
 
 A second table times UPGrad's weights at IWRM sizes (m = 256..2048) on Gaussian, low-rank, m > n,
-sum-to-zero and duplicated-row Jacobians, each against one Cholesky factorization of the same (ridged) Gramian timed in the same
-run, and the exact default against the regularized `QuadprogProjector` on the same input.
+sum-to-zero and duplicated-row Jacobians, each against one Cholesky factorization of the same
+(ridged) Gramian timed in the same run, and the exact default against the regularized
+`QuadprogProjector` on the same input.
 
 Requires (for the baselines only): pip install quadprog qpsolvers numpy
 Run: python benchmarks/aggregation.py [--threads N] [--scale-ms 256 512 1024 2048]

@@ -1,18 +1,20 @@
 """
-The exact solvers of ``min y^T C y, y >= l`` (batched over the bounds ``l``) in the space of a factor
-``C = F F^T`` given by Cholesky with diagonal pivoting: the active-set method of Lawson and Hanson
-(1974), and the closed form when the rows of ``F`` positively span their span.
+The exact solvers of ``min y^T C y, y >= l`` (batched over the bounds ``l``) in the space of a
+factor ``C = F F^T`` given by Cholesky with diagonal pivoting: the active-set method of Lawson and
+Hanson (1974), and the closed form when the rows of ``F`` positively span their span.
 
 With ``y = l + s``, the problem is the non-negative least-squares problem
-``min ||F^T l + F_P^T s_P||²`` over ``s >= 0``, where ``F_P`` holds the rows of ``F`` of the passive
-set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it). Lawson and Hanson only ever add a variable whose
-row is not in the span of ``F_P``, so ``|P|`` never exceeds the rank ``r`` of ``F``, however many
-rows ``C`` has: a singular ``C`` (``m > n``, duplicated or opposite rows) costs no more than its rank.
+``min ||F^T l + F_P^T s_P||²`` over ``s >= 0``, where ``F_P`` holds the rows of ``F`` of the
+passive set ``P`` (``s > 0`` on ``P``, ``s = 0`` off it). Lawson and Hanson only ever add a
+variable whose row is not in the span of ``F_P``, so ``|P|`` never exceeds the rank ``r`` of ``F``,
+however many rows ``C`` has: a singular ``C`` (``m > n``, duplicated or opposite rows) costs no
+more than its rank.
 
-Every vector keeps the inverse of its ``M = C_PP = F_P F_P^T`` (``[K, K]`` with ``K`` the largest
-``|P|`` so far, unused slots holding the identity), which a variable entering or leaving changes by
-one rank-one update. So a step costs one product with ``F`` ``[m, r]`` per vector (the gradient
-``C y = F (F^T y)``) and ``O(K²)`` for the update, instead of a new factorization of ``M``.
+Every vector keeps the inverse of its ``M = C_PP = F_P F_P^T`` (``[K, K]`` with ``K`` the
+largest ``|P|`` so far, unused slots holding the identity), which a variable entering or leaving
+changes by one rank-one update. So a step costs one product with ``F`` ``[m, r]`` per vector (the
+gradient ``C y = F (F^T y)``) and ``O(K²)`` for the update, instead of a new factorization of
+``M``.
 """
 
 import math
