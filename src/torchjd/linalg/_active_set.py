@@ -51,15 +51,16 @@ class ActiveSetDualConeProjector(DualConeProjector):
     ``eps * max(d)``), ``y = D^{1/2} v`` turns it into ``argmin_{y >= D^{1/2} u} y^T C y`` with the
     unit-diagonal ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` (``1e-30`` or ``1e30``) and
     the spread of its diagonal do not matter. ``m = 1`` and ``m = 2`` have closed forms; up to
-    ``m = 16``, block principal pivoting (one batched solve per round) is exact on
-    well-conditioned problems, and tiny problems on CPU are solved in Python floats. Above, a
-    Cholesky factorization of ``C`` with diagonal pivoting gives its rank ``r``: when the rows
-    positively span their span (``m > n`` rows in general position, rows summing to zero), every
-    projection is zero and one non-negative combination of the rows equal to zero gives all the
-    solutions; otherwise ADMM iterations (one shared ``[m, m]`` inverse, one matrix product per
-    iteration) solve the whole batch, and the vectors that they do not finish are finished by the
-    active-set method of Lawson and Hanson (1974) in the space of the ``[m, r]`` factor, whose
-    active sets never exceed the rank, so that singular Gramians cost no more than their rank.
+    ``m = 32``, block principal pivoting (one batched solve per round) is exact on
+    well-conditioned problems, and tiny problems on CPU are solved in Python floats. Above, and
+    where pivoting fails, a singular ``C`` (one Cholesky factorization tells) is factored with
+    diagonal pivoting into ``[m, r]``, ``r`` its rank: when the rows positively span their span
+    (``m > n`` rows in general position, rows summing to zero), every projection is zero and one
+    non-negative combination of the rows equal to zero gives all the solutions; otherwise ADMM
+    iterations (one shared ``[m, m]`` inverse, one matrix product per iteration) solve the whole
+    batch, and the vectors that they do not finish are finished by the active-set method of Lawson
+    and Hanson (1974) in the space of the factor, whose active sets never exceed the rank, so that
+    singular Gramians cost no more than their rank.
     All of this runs in float64 (float32 on MPS) on the device of ``G``; the result has the dtype
     that ``U`` and ``G`` promote to. A NaN or infinite value in ``U`` or ``G`` gives NaN
     solutions; an all-zero ``G`` gives ``max(u, 0)``.

@@ -29,12 +29,13 @@ def solve_general(gramian: Tensor, u: Tensor, tolerance: float, rank_threshold: 
     With ``d = diag(G)`` (floored at ``eps * max(d)``) and ``D = diag(d)``, ``y = D^{1/2} v`` turns
     the problem into ``argmin_{y >= D^{1/2} u} y^T C y`` with the unit-diagonal
     ``C = D^{-1/2} G D^{-1/2}``, so the magnitude of ``G`` and the spread of its diagonal do not
-    matter. Up to 16 rows, direct pivoting solves it. Otherwise, when ``C`` is singular (a pivot of
-    its Cholesky factorization below ``rank_threshold``, the precision in which ``G`` is given), a
-    factorization with diagonal pivoting gives its rank ``r`` and a factor ``[m, r]``; if the rows
-    positively span their span, the solution has a closed form. Else ADMM solves the batch, and
-    Lawson and Hanson's method in the space of the factor finishes the vectors that it does not,
-    at a cost that grows with ``r`` and not with ``m``.
+    matter. Up to :data:`DIRECT_PIVOTING_MAX_SIZE` rows, direct pivoting solves it. Otherwise, and
+    for the vectors where it fails: when ``C`` is singular (a pivot of its Cholesky factorization
+    below ``rank_threshold``, the precision in which ``G`` is given), a factorization with diagonal
+    pivoting gives its rank ``r`` and a factor ``[m, r]``, and if the rows positively span their
+    span, the solution has a closed form. Else ADMM solves the batch, and Lawson and Hanson's method
+    in the space of the factor finishes the vectors that it does not, at a cost that grows with
+    ``r`` and not with ``m``.
     """
 
     m = gramian.shape[0]
@@ -43,30 +44,37 @@ def solve_general(gramian: Tensor, u: Tensor, tolerance: float, rank_threshold: 
 
     if m <= DIRECT_PIVOTING_MAX_SIZE:
         y, solved = solve_by_direct_pivoting(correlation, lower, tolerance)
-        if solved is None or bool(solved.all()):
-            return torch.maximum(y / root_d, u)
-        unsolved = ~solved
-        y[unsolved] = _solve_exactly(correlation, lower[unsolved], tolerance, rank_threshold)
-        return torch.maximum(y / root_d, u)
+        if solved is not None and not bool(solved.all()):
+            unsolved = ~solved
+            y[unsolved] = _solve_large(correlation, lower[unsolved], tolerance, rank_threshold)
+    else:
+        y = _solve_large(correlation, lower, tolerance, rank_threshold)
+    # The bound is kept exactly, whatever the rounding of the division.
+    return torch.maximum(y / root_d, u)
+
+
+def _solve_large(
+    correlation: Tensor, lower: Tensor, tolerance: float, rank_threshold: float
+) -> Tensor:
+    """The path of :func:`solve_general` beyond direct pivoting, on the unit-diagonal form."""
 
     factor = _factor_if_singular(correlation, rank_threshold)
     if factor is not None:
         y = solve_by_positive_null_combination(factor, lower, tolerance)
         if y is not None:
-            return torch.maximum(y / root_d, u)
+            return y
     y, converged = _solve_by_admm(correlation, lower, tolerance)
     if not bool(converged.all()):
         # ADMM is fast on well-conditioned Gramians only; finish the others exactly, from its
         # iterates.
         remaining = ~converged
         if factor is None:
-            factor = pivoted_cholesky(correlation, rank_threshold, m)
+            factor = pivoted_cholesky(correlation, rank_threshold, correlation.shape[0])
             assert factor is not None  # the rank never exceeds m
         y[remaining] = solve_in_factor_space(
             factor, lower[remaining], tolerance, start=y[remaining]
         )
-    # The bound is kept exactly, whatever the rounding of the division.
-    return torch.maximum(y / root_d, u)
+    return y
 
 
 def _factor_if_singular(correlation: Tensor, rank_threshold: float) -> Tensor | None:
@@ -83,16 +91,6 @@ def _factor_if_singular(correlation: Tensor, rank_threshold: float) -> Tensor | 
     factor = pivoted_cholesky(correlation, rank_threshold, m)
     assert factor is not None  # the rank never exceeds m
     return factor if factor.shape[1] < m else None
-
-
-def _solve_exactly(
-    correlation: Tensor, lower: Tensor, tolerance: float, rank_threshold: float
-) -> Tensor:
-    """Lawson and Hanson in the space of a factor of ``C``."""
-
-    factor = pivoted_cholesky(correlation, rank_threshold, correlation.shape[0])
-    assert factor is not None  # the rank never exceeds m
-    return solve_in_factor_space(factor, lower, tolerance)
 
 
 def solve_pair(gramian: Tensor, u: Tensor) -> Tensor:
@@ -152,7 +150,7 @@ def _kkt_violation(correlation: Tensor, y: Tensor, lower: Tensor) -> Tensor:
     return torch.maximum(negative_part, complementarity).amax(dim=1)
 
 
-DIRECT_PIVOTING_MAX_SIZE = 16
+DIRECT_PIVOTING_MAX_SIZE = 32
 
 
 def solve_by_direct_pivoting(
