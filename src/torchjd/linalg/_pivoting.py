@@ -270,7 +270,7 @@ def _solve_by_admm(
     converged = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
     scale = max(float(lower.abs().max()), torch.finfo(lower.dtype).tiny)
     history: list[float] = []
-    check_every = 8
+    rebalance_every = 8
     for iteration in range(1, max_iterations + 1):
         # The over-relaxed x = α (z - dual) ρ (C + ρ I)^{-1} + (1 - α) z, in one fused product.
         x = torch.addmm(z, z - dual, inverse, beta=1.0 - alpha)
@@ -280,8 +280,7 @@ def _solve_by_admm(
         dual = shifted - z
         # The residuals cost two passes over the batch; the KKT check, a product with C, only
         # runs once they (which bound the violation up to a factor) are near the target.
-        rebalance = iteration % check_every == check_every - 2
-        if iteration >= 6 and (iteration % 2 == 0 or rebalance):
+        if iteration >= 6 and iteration % 2 == 0:
             primal = float((x - z).abs().max())
             dual_residual = rho * float((z - z_previous).abs().max())
             residual = max(primal, dual_residual)
@@ -293,6 +292,7 @@ def _solve_by_admm(
             window = _STALL_WINDOW // 2  # residuals are recorded every other iteration
             if len(history) > window and not residual <= 0.5 * history[-window - 1]:
                 break
+            rebalance = iteration % rebalance_every == rebalance_every - 2
             if rebalance and primal > 0 and dual_residual > 0:
                 ratio = math.sqrt(primal / dual_residual)
                 if ratio > 5.0 or ratio < 0.2:
