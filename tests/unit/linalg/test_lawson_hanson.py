@@ -104,3 +104,22 @@ def test_positive_null_combination_is_none_for_rows_in_a_half_space():
     rows = low_rank_factor(40, 15, 8)
     rows[:, 0] = rows[:, 0].abs() + 0.1  # every row has a positive first coordinate
     assert solve_by_positive_null_combination(rows, bounds(40, 40, 8), TOLERANCE) is None
+
+
+def test_nearly_dependent_passive_rows_are_solved_to_rounding():
+    # Parallel rows of very different norms make C_PP nearly singular: one refinement of the kept
+    # inverse left KKT violations near 1e-8 here, a few steps reach the rounding level.
+    violations = []
+    for seed in range(6):
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randn(53, 14, generator=generator, dtype=torch.float64)
+        rows[26:] = rows[:27] * torch.rand(27, 1, generator=generator, dtype=torch.float64)
+        rows = rows * torch.exp(2.0 * torch.randn(53, 1, generator=generator, dtype=torch.float64))
+        gramian = rows @ rows.T
+        scale = gramian.diagonal().sqrt()
+        correlation = gramian / scale[:, None] / scale[None, :]
+        factor = pivoted_cholesky(correlation, 256 * torch.finfo(torch.float64).eps, 53)
+        lower = bounds(53, 53, seed)
+        y = solve_in_factor_space(factor, lower, TOLERANCE)
+        violations.append(max(kkt_violations(correlation, lower, y)[1:]))
+    assert max(violations) <= TOLERANCE
