@@ -63,8 +63,7 @@ def _solve_large(
         y = solve_by_positive_null_combination(factor, lower, tolerance)
         if y is not None:
             return y
-    relaxation = 1.9 if factor is None else 1.6  # see _solve_by_admm
-    y, converged = _solve_by_admm(correlation, lower, tolerance, relaxation=relaxation)
+    y, converged = _solve_by_admm(correlation, lower, tolerance)
     if not bool(converged.all()):
         # ADMM is fast on well-conditioned Gramians only; finish the others exactly, from its
         # iterates.
@@ -227,22 +226,18 @@ _FLOAT32_ITERATIONS = 8
 
 
 def _solve_by_admm(
-    correlation: Tensor,
-    lower: Tensor,
-    tolerance: float,
-    max_iterations: int = 1000,
-    relaxation: float = 1.9,
+    correlation: Tensor, lower: Tensor, tolerance: float, max_iterations: int = 1000
 ) -> tuple[Tensor, Tensor]:
     """
     Runs over-relaxed ADMM on ``min y^T C y, y >= l`` for the batch ``l`` ``[B, m]``.
 
     Splitting ``y = z`` with ``z >= l``, each iteration costs one product with the shared inverse
     ``(C + ρ I)^{-1}``. ``ρ`` is rebalanced from the ratio of the primal and dual residuals (as in
-    OSQP), which costs a new ``[m, m]`` inverse. The over-relaxation ``α = relaxation`` (in
-    ``(0, 2)``) near 2 speeds up a positive definite ``C`` (measured on Gaussian and IWRM
-    Gramians: 20 to 30 % fewer iterations at 1.9 than at 1.6), but on a singular one the error
-    along its null space shrinks only by about ``|1 - α|`` per iteration (duplicated rows: 4 times
-    slower at 1.8): callers pass 1.6 there. It stops when every vector is solved, or when its
+    OSQP), which costs a new ``[m, m]`` inverse. The over-relaxation ``α = 1.6``: nearer 2 takes
+    20 to 30 % fewer iterations on well-conditioned Gramians, but along the (near) null space of a
+    singular or ridged one the error shrinks only by about ``|1 - α|`` per iteration (measured at
+    1.9: duplicated rows 4 times slower, ``QuadprogProjector`` on them 100 times). It stops when
+    every vector is solved, or when its
     residuals did not halve over the last :data:`_STALL_WINDOW` iterations (a singular or very
     ill-conditioned ``C``, left to the exact finisher). Returns ``z`` (which satisfies ``z >= l``)
     and which rows reached the KKT tolerance.
@@ -250,7 +245,7 @@ def _solve_by_admm(
 
     m = correlation.shape[0]
     rho = 1.0
-    alpha = relaxation
+    alpha = 1.6
     eye = torch.eye(m, dtype=correlation.dtype, device=correlation.device)
 
     def scaled_inverse(rho: float) -> Tensor:
