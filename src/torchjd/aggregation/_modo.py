@@ -33,7 +33,7 @@ from torch import Tensor
 from torchjd._stateful import Stateful
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import Hyperparameter, real_in
+from ._checks import Delegated, Hyperparameter, real_in
 from ._stateful_utils import (
     LazyStateMixin,
     StackedEstimatesWeighting,
@@ -131,13 +131,7 @@ class MoDo(GramianWeightedAggregator, Stateful):
     def rho(self, value: float) -> None:
         self.gramian_weighting.weighting.rho = value
 
-    @property
-    def num_estimates(self) -> int:
-        return self.gramian_weighting.num_estimates
-
-    @num_estimates.setter
-    def num_estimates(self, value: int) -> None:
-        self.gramian_weighting.num_estimates = value
+    num_estimates = Delegated()
 
     def reset(self) -> None:
         """Sets ``λ`` back to uniform weights."""

@@ -32,7 +32,7 @@ from torch import Tensor
 from torchjd._stateful import Stateful
 
 from ._aggregator_bases import GramianWeightedAggregator
-from ._checks import Hyperparameter, int_at_least, optional_vector, real_in
+from ._checks import Delegated, Hyperparameter, int_at_least, optional_vector, real_in
 from ._preferences import preference_weights
 from ._stateful_utils import (
     LazyStateMixin,
@@ -163,13 +163,7 @@ class SDMGrad(GramianWeightedAggregator, Stateful):
         inner = SDMGradWeighting(lr, momentum, n_iter, lambda_, pref_vector)
         super().__init__(StackedEstimatesWeighting(inner, num_estimates))
 
-    @property
-    def num_estimates(self) -> int:
-        return self.gramian_weighting.num_estimates
-
-    @num_estimates.setter
-    def num_estimates(self, value: int) -> None:
-        self.gramian_weighting.num_estimates = value
+    num_estimates = Delegated()
 
     def reset(self) -> None:
         """Sets ``w`` back to uniform weights."""

@@ -26,6 +26,7 @@ from ._scalarizer_bases import (
     _check_same_shape,
     _format_tensor,
     _like,
+    _minus_reference,
     _norm,
     non_negative_float,
     optional_tensor,
@@ -81,10 +82,7 @@ class PBI(Scalarizer):
         )
 
     def forward(self, values: Tensor, /) -> Tensor:
-        shifted = values
-        if self.reference is not None:
-            _check_same_shape(self.reference, values, "reference")
-            shifted = values - _like(self.reference, values)
+        shifted = _minus_reference(values, self.reference)
         if self.weights is None:
             direction = values.new_ones(values.numel())
         else:

@@ -135,6 +135,15 @@ def _like(tensor: Tensor, values: Tensor) -> Tensor:
     return tensor.to(dtype=values.dtype, device=values.device)
 
 
+def _minus_reference(values: Tensor, reference: Tensor | None) -> Tensor:
+    """``values - reference`` (checked to have the shape of ``values``), or ``values`` if ``None``."""
+
+    if reference is None:
+        return values
+    _check_same_shape(reference, values, "reference")
+    return values - _like(reference, values)
+
+
 def _norm(x: Tensor) -> Tensor:
     """
     The Euclidean norm of ``x``, without overflow or underflow at any scale (1e-30 to 1e30 in

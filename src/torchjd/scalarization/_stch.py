@@ -26,6 +26,7 @@ from ._scalarizer_bases import (
     _check_same_shape,
     _format_tensor,
     _like,
+    _minus_reference,
     optional_tensor,
     optional_weights,
     positive_float,
@@ -82,10 +83,7 @@ class STCH(Scalarizer):
         )
 
     def forward(self, values: Tensor, /) -> Tensor:
-        shifted = values
-        if self.reference is not None:
-            _check_same_shape(self.reference, values, "reference")
-            shifted = values - _like(self.reference, values)
+        shifted = _minus_reference(values, self.reference)
         if self.weights is None:
             weighted = shifted / values.numel()
         else:
